@@ -1,0 +1,69 @@
+// Bindings of the contour renderer (RCDB, VisualAtom).
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "bindings/checks.hpp"
+#include "core/render.hpp"
+
+namespace fdsl::bind {
+
+namespace {
+
+py::object render_contours(const py::object& params_obj, const py::object& out, const py::object& seeds_obj,
+                           const std::string& style, double canvas_size, int threads) {
+    py::array params = as_array<double>(params_obj, "params", "float64", {2});
+    const py::ssize_t batch = params.shape(0);
+    if (params.shape(1) != 11)
+        throw py::value_error(cat("params must have shape (batch, 11): n_vertices, n_contours, perlin_amp, "
+                                  "line_width, radius, oval_x, oval_y, center_x, center_y, freq1, freq2; got ",
+                                  shape_of(params)));
+    const ImageBatch img = output_images(out, 8192);
+    if (img.batch != batch)
+        throw py::value_error(cat("out holds ", img.batch, " images but params holds ", batch, " rows"));
+    py::array seeds = as_array<uint64_t>(seeds_obj, "seeds", "uint64", {1});
+    require_length(seeds, "seeds", batch);
+    const ContourStyle s = ContourStyle(choice(style, "style", {"rcdb", "visualatom"}));
+    if (!(std::isfinite(canvas_size) && canvas_size > 0.0))
+        throw py::value_error(cat("canvas_size must be a positive number, got ", canvas_size));
+    require_range(threads, "threads", 1, 1 << 16, " (None means all cores)");
+    const double* p = static_cast<const double*>(params.data());
+    std::vector<ContourParams> rows(batch);
+    static const char* names[11] = {"n_vertices", "n_contours", "perlin_amp", "line_width", "radius", "oval_x",
+                                    "oval_y",     "center_x",   "center_y",   "freq1",      "freq2"};
+    for (py::ssize_t i = 0; i < batch; ++i) {
+        const double* r = p + i * 11;
+        for (int c = 0; c < 11; ++c)
+            if (!std::isfinite(r[c])) throw py::value_error(cat("params[", i, "] ", names[c], " is ", r[c], "; must be finite"));
+        auto integer = [&](int c, long long lo, long long hi) {
+            if (r[c] != std::floor(r[c]) || r[c] < double(lo) || r[c] > double(hi))
+                throw py::value_error(cat("params[", i, "] ", names[c], " must be an integer in [", lo, ", ", hi,
+                                          "], got ", r[c]));
+            return int(r[c]);
+        };
+        auto at_least = [&](int c, double lo) {
+            if (r[c] < lo) throw py::value_error(cat("params[", i, "] ", names[c], " must be >= ", lo, ", got ", r[c]));
+            return r[c];
+        };
+        rows[i] = ContourParams{integer(0, 3, 100000), integer(1, 1, 10000), at_least(2, 0.0), r[3],
+                                at_least(4, 0.0),      at_least(5, 0.0),     at_least(6, 0.0), r[7],
+                                r[8],                  integer(9, 0, 1000),  integer(10, 0, 1000)};
+    }
+    const uint64_t* seed_p = static_cast<const uint64_t*>(seeds.data());
+    {
+        py::gil_scoped_release release;  // safe: raw buffers only
+        render_contour_batch(rows.data(), batch, s, seed_p, canvas_size, img.data, img.height, img.width,
+                             img.channels, threads);
+    }
+    return out;
+}
+
+}  // namespace
+
+void register_contour(py::module_& m) {
+    m.def("render_contours", &render_contours, py::arg("params"), py::arg("out"), py::arg("seeds"), py::arg("style"),
+          py::arg("canvas_size"), py::arg("threads"),
+          "Render a batch of radial-contour images into `out`; see fdsl_app.render.render_contours.");
+}
+
+}  // namespace fdsl::bind

@@ -1,0 +1,30 @@
+// Radial contours: RCDB (Kataoka et al., CVPR'22) and VisualAtom (Takashima et al., CVPR'23).
+#pragma once
+#include <cstdint>
+
+#include "core/raster.hpp"
+
+namespace fdsl {
+
+enum class ContourStyle : int {
+    Rcdb = 0,        // gray polylines on white
+    VisualAtom = 1,  // gray polylines on black, radius modulated by two sine frequencies
+};
+
+// Parameters of one image, in pixels of a reference canvas of `canvas_size` (512 in the papers).
+struct ContourParams {
+    int n_vertices;     // vertices of the base polygon (RCDB 3..200, VisualAtom 200..1000)
+    int n_contours;     // nested contours drawn (1..200)
+    double perlin_amp;  // Perlin-noise amplitude P
+    double line_width;  // radial growth w per contour ("line width" in the reference scripts)
+    double radius;      // start radius r0
+    double oval_x, oval_y;      // oval factors ox, oy
+    double center_x, center_y;  // centre in canvas pixels
+    int freq1, freq2;           // VisualAtom sine frequencies n1, n2 (ignored for RCDB)
+};
+
+// Draws one image; every random draw (gray levels, noise) comes from a counter-based hash of `seed`.
+void render_contour(const ContourParams& params, ContourStyle style, uint64_t seed, double canvas_size,
+                    const Canvas& canvas);
+
+}  // namespace fdsl

@@ -1,0 +1,86 @@
+#include "core/render.hpp"
+
+#include <vector>
+
+#include "core/threads.hpp"
+
+namespace fdsl {
+
+namespace {
+
+// Per-thread buffers, allocated before the threads start so that an allocation failure reaches the caller.
+struct Scratch {
+    std::vector<double> xd, yd;
+    std::vector<float> xf, yf;
+    std::vector<int32_t> cols, rows;
+    std::vector<uint32_t> counts;
+    Scratch(const IfsRenderOptions& o, int64_t pixels) : cols(o.n_points), rows(o.n_points) {
+        if (o.mode == Mode::Reference) xd.resize(o.n_points), yd.resize(o.n_points);
+        else xf.resize(o.n_points), yf.resize(o.n_points);
+        if (o.raster == Raster::Density) counts.resize(pixels);
+    }
+};
+
+// Renders one image into `canvas` (points, pixels, raster); returns the number of points drawn.
+int64_t render_one(const IfsSystem& system, uint64_t seed, uint64_t patch_seed, int flip, const IfsRenderOptions& o,
+                   const Canvas& canvas, Scratch& s) {
+    int64_t n = o.n_points;
+    if (o.mode == Mode::Reference) {
+        double bounds[4];
+        reference_chain(system, uint32_t(seed), n, s.xd.data(), s.yd.data(), bounds);
+        n = reference_pixels(s.xd.data(), s.yd.data(), n, bounds, canvas.width, canvas.height, o.pad, s.cols.data(),
+                             s.rows.data());
+    } else {
+        float bbox[4];
+        fast_chain(system, seed, n, o.fast, s.xf.data(), s.yf.data(), bbox);
+        fast_pixels(s.xf.data(), s.yf.data(), n, bbox, canvas.width, canvas.height, o.pad, o.keep_aspect,
+                    s.cols.data(), s.rows.data());
+    }
+    const RasterOptions r{o.raster, o.color, flip};
+    rasterise(s.cols.data(), s.rows.data(), n, canvas, r, patch_seed, s.counts.data());
+    return n;
+}
+
+int worker_count(int threads, int64_t items) { return int(std::max<int64_t>(1, std::min<int64_t>(threads, items))); }
+
+}  // namespace
+
+void render_ifs_batch(const IfsBatch& b, const IfsRenderOptions& o, int threads) {
+    const int64_t image_bytes = int64_t(b.height) * b.width * b.channels;
+    const int workers = worker_count(threads, b.size);
+    std::vector<Scratch> scratch;
+    scratch.reserve(workers);
+    for (int w = 0; w < workers; ++w) scratch.emplace_back(o, int64_t(b.height) * b.width);
+    parallel_for(b.size, workers, [&](int64_t i, int worker) {
+        const Canvas canvas{b.out + i * image_bytes, b.height, b.width, b.channels};
+        render_one(b.systems[i], b.seeds[i], b.patch_seeds[i], b.flips[i], o, canvas, scratch[worker]);
+    });
+}
+
+void fill_rate_batch(const IfsSystem* systems, int64_t size, const uint64_t* seeds, int64_t n_points, int image_size,
+                     int pad, int threads, double* rates) {
+    IfsRenderOptions o;
+    o.mode = Mode::Reference, o.n_points = n_points, o.pad = pad, o.raster = Raster::Point;
+    const int workers = worker_count(threads, size);
+    const int64_t pixels = int64_t(image_size) * image_size;
+    std::vector<Scratch> scratch;
+    std::vector<std::vector<uint8_t>> images(workers, std::vector<uint8_t>(pixels));
+    for (int w = 0; w < workers; ++w) scratch.emplace_back(o, pixels);
+    parallel_for(size, workers, [&](int64_t i, int worker) {
+        const Canvas canvas{images[worker].data(), image_size, image_size, 1};
+        render_one(systems[i], seeds[i], 0, 0, o, canvas, scratch[worker]);
+        int64_t lit = 0;
+        for (uint8_t v : images[worker]) lit += v != 0;
+        rates[i] = double(lit) / double(pixels);
+    });
+}
+
+void render_contour_batch(const ContourParams* params, int64_t size, ContourStyle style, const uint64_t* seeds,
+                          double canvas_size, uint8_t* out, int height, int width, int channels, int threads) {
+    const int64_t image_bytes = int64_t(height) * width * channels;
+    parallel_for(size, worker_count(threads, size), [&](int64_t i, int) {
+        render_contour(params[i], style, seeds[i], canvas_size, Canvas{out + i * image_bytes, height, width, channels});
+    });
+}
+
+}  // namespace fdsl

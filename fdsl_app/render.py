@@ -1,0 +1,218 @@
+"""Typed face of the C++ renderer (`fdsl_app._render`).
+
+Every function fills a caller-allocated uint8 array in place (``(B, H, W)`` gray or ``(B, H, W, 3)``), renders the
+batch on internal threads with the GIL released, and validates its arguments first: a bad argument raises
+``TypeError`` or ``ValueError`` naming it. Randomness is a pure function of the per-sample seeds, so the same seeds
+give the same bytes whatever the thread count.
+
+IFS modes (``mode=``):
+
+- ``"reference"``: the published FractalDB renderer exactly. Map choices from numpy's legacy
+  ``np.random.seed(seed); np.random.random(n)`` (FractalDB re-seeds with 100 for every image), ``u <= cumsum(p)``,
+  a float64 chain from (0, 0) with the origin kept, the reference's NaN rule (drop the 100 points before the first
+  NaN and every NaN), per-axis rescale into ``[pad, size - pad]`` truncated like its ``np.uint16`` cast, and its
+  final top-bottom flip. Where the reference is undefined we define: points still non-finite after the NaN rule are
+  dropped, an axis of zero span puts all points on its middle pixel, and points mapped outside the image are dropped.
+- ``"fast"``: for training. ``chains`` independent float32 chains interleaved (SIMD), each discarding ``burn_in``
+  steps, map choices from a counter-based hash of (seed, chain, step); optional start at map 0's fixed point and
+  aspect-preserving rescale. A chain leaving ``|x|, |y| <= 1e8`` (divergence, NaN) restarts at its start point,
+  so divergent systems draw their start region rather than hang or crash.
+
+Raster variants (``raster=``): ``"point"`` (one pixel, gray 127), ``"patch"`` (FractalDB: a fresh random 3x3 mask
+in 1..511 per point, pasted over with its zeros at offset (+1, +1)), ``"union_patch"`` (Anderson: one mask per image,
+stamped as a union), ``"full_patch"`` (all 9 cells) and ``"density"`` (hit counts scaled so the peak is 255, gray
+only). ``color=True`` (needs ``(B, H, W, 3)``) colours points by FractalDB's wheel of point index mod 128; gray
+otherwise. ``flips`` picks the reference's 4 saved variants: 0 none, 1 top-bottom, 2 left-right, 3 both.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Literal
+
+import numpy as np
+
+from fdsl_app import _render
+
+Mode = Literal["reference", "fast"]
+Raster = Literal["point", "patch", "union_patch", "full_patch", "density"]
+ContourStyle = Literal["rcdb", "visualatom"]
+
+#: numpy legacy seed that FractalDB's ``calculate()`` uses for every image.
+REFERENCE_SEED = 100
+MAX_MAPS = 8
+CONTOUR_FIELDS = (
+    "n_vertices", "n_contours", "perlin_amp", "line_width", "radius",
+    "oval_x", "oval_y", "center_x", "center_y", "freq1", "freq2",
+)  # fmt: skip
+
+
+def cpu_count() -> int:
+    """Cores this process may run on (the default thread count)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _threads(threads: int | None) -> int:
+    if threads is None:
+        return cpu_count()
+    if isinstance(threads, bool) or not isinstance(threads, int | np.integer):
+        raise TypeError(f"threads must be a positive int or None (all cores), got {type(threads).__name__}")
+    return int(threads)
+
+
+def _per_sample(value: int | Sequence[int] | np.ndarray, name: str, batch: int, dtype: type) -> np.ndarray:
+    """A scalar broadcast to the batch, or one value per sample; integers only, never negative."""
+    arr = np.asarray(value)
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.integer) or arr.size == 0):
+        raise TypeError(f"{name} must be an int or an array of ints, got {arr.dtype} {value!r:.60}")
+    if arr.ndim == 0:
+        arr = np.full(batch, arr)
+    if arr.shape != (batch,):
+        raise ValueError(f"{name} must be a scalar or have shape ({batch},), got shape {arr.shape}")
+    if arr.size and arr.min() < 0:
+        raise ValueError(f"{name} must be >= 0, got {arr.min()}")
+    info = np.iinfo(dtype)
+    if arr.size and int(arr.max()) > info.max:
+        raise ValueError(f"{name} must be <= {info.max}, got {arr.max()}")
+    return np.ascontiguousarray(arr, dtype=dtype)
+
+
+def _float_array(value: np.ndarray | Sequence, name: str) -> np.ndarray:
+    try:
+        return np.ascontiguousarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"{name} must be a numeric array: {err}") from None
+
+
+def pack_systems(systems: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Stack systems of different map counts into ``(params[B, K, 7], n_maps[B])`` for :func:`render_ifs`.
+
+    Each system is an ``(N, 7)`` array of rows ``a b c d e f p`` (``x' = a x + b y + e``, ``y' = c x + d y + f``).
+    """
+    arrays = [_float_array(s, f"systems[{i}]") for i, s in enumerate(systems)]
+    for i, a in enumerate(arrays):
+        if a.ndim != 2 or a.shape[1] != 7:
+            raise ValueError(f"systems[{i}] must have shape (maps, 7) with rows `a b c d e f p`, got {a.shape}")
+    k = max((a.shape[0] for a in arrays), default=2)
+    params = np.zeros((len(arrays), max(k, 2), 7))
+    for i, a in enumerate(arrays):
+        params[i, : a.shape[0]] = a
+    return params, np.array([a.shape[0] for a in arrays], dtype=np.int32)
+
+
+def render_ifs(
+    params: np.ndarray,
+    out: np.ndarray,
+    *,
+    seeds: int | Sequence[int] | np.ndarray = REFERENCE_SEED,
+    patch_seeds: int | Sequence[int] | np.ndarray | None = None,
+    n_maps: Sequence[int] | np.ndarray | None = None,
+    n_points: int = 100_000,
+    mode: Mode = "reference",
+    raster: Raster = "point",
+    color: bool = False,
+    flips: int | Sequence[int] | np.ndarray = 0,
+    pad: int = 6,
+    threads: int | None = None,
+    chains: int = 16,
+    burn_in: int = 20,
+    start_at_fixed_point: bool = False,
+    keep_aspect: bool = False,
+) -> np.ndarray:
+    """Render B iterated function systems into ``out`` and return it.
+
+    Args:
+        params: ``(B, K, 7)`` rows ``a b c d e f p``, K <= 8 (see :func:`pack_systems` for mixed map counts).
+        out: uint8 ``(B, H, W)`` or ``(B, H, W, 3)``, C-contiguous and writeable; every pixel is written.
+        seeds: per-sample (or one) seed of the chain: numpy's legacy seed (< 2**32) in reference mode,
+            any 64-bit value in fast mode.
+        patch_seeds: per-sample seed of the patch masks; defaults to ``seeds``.
+        n_maps: maps used per system (2..K); defaults to K for every system.
+        n_points: points per image, including the origin in reference mode (1..10,000,000).
+        mode, raster, color, flips: see the module docstring.
+        pad: border in pixels on each side; the image must be larger than ``2 * pad``.
+        threads: worker threads (default: all cores).
+        chains, burn_in, start_at_fixed_point, keep_aspect: fast mode only.
+    """
+    params = _float_array(params, "params")
+    if params.ndim != 3:
+        raise ValueError(f"params must have shape (batch, maps, 7), got shape {params.shape}")
+    batch = params.shape[0]
+    if n_maps is None:
+        n_maps = np.full(batch, params.shape[1], dtype=np.int32)
+    seeds = _per_sample(seeds, "seeds", batch, np.uint64)
+    patch_seeds = seeds if patch_seeds is None else _per_sample(patch_seeds, "patch_seeds", batch, np.uint64)
+    return _render.render_ifs(
+        params, _per_sample(n_maps, "n_maps", batch, np.int32), out, seeds, patch_seeds,
+        _per_sample(flips, "flips", batch, np.uint8), _int(n_points, "n_points"), mode, raster, bool(color),
+        _int(pad, "pad"), _threads(threads), _int(chains, "chains"), _int(burn_in, "burn_in"),
+        bool(start_at_fixed_point), bool(keep_aspect),
+    )  # fmt: skip
+
+
+def fill_rate(
+    params: np.ndarray,
+    *,
+    n_maps: Sequence[int] | np.ndarray | None = None,
+    seeds: int | Sequence[int] | np.ndarray = REFERENCE_SEED,
+    n_points: int = 100_000,
+    size: int = 512,
+    pad: int = 6,
+    threads: int | None = None,
+) -> np.ndarray:
+    """Share of non-zero pixels of a reference-mode point render, per system (FractalDB's category filter).
+
+    The defaults are the published category search: 512 px, 100k points, pad 6.
+    """
+    params = _float_array(params, "params")
+    if params.ndim != 3:
+        raise ValueError(f"params must have shape (batch, maps, 7), got shape {params.shape}")
+    batch = params.shape[0]
+    if n_maps is None:
+        n_maps = np.full(batch, params.shape[1], dtype=np.int32)
+    return _render.fill_rate(
+        params, _per_sample(n_maps, "n_maps", batch, np.int32), _per_sample(seeds, "seeds", batch, np.uint64),
+        _int(n_points, "n_points"), _int(size, "size"), _int(pad, "pad"), _threads(threads),
+    )  # fmt: skip
+
+
+def render_contours(
+    params: np.ndarray,
+    out: np.ndarray,
+    *,
+    seeds: int | Sequence[int] | np.ndarray,
+    style: ContourStyle = "rcdb",
+    canvas_size: float = 512.0,
+    threads: int | None = None,
+) -> np.ndarray:
+    """Render radial-contour images (RCDB or VisualAtom) into ``out`` and return it.
+
+    Args:
+        params: ``(B, 11)`` rows in the order of :data:`CONTOUR_FIELDS`; geometry in pixels of a
+            ``canvas_size`` canvas (512 in the papers), scaled to ``out``'s size.
+        out: uint8 ``(B, H, W)`` or ``(B, H, W, 3)``.
+        seeds: per-sample (or one) 64-bit seed of the gray levels and noise.
+        style: ``"rcdb"`` (gray lines on white) or ``"visualatom"`` (gray lines on black, sine-modulated).
+    """
+    params = _float_array(params, "params")
+    batch = params.shape[0] if params.ndim == 2 else 0
+    return _render.render_contours(
+        params, out, _per_sample(seeds, "seeds", batch, np.uint64), style, float(canvas_size), _threads(threads)
+    )
+
+
+def _int(value: int, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r:.40}")
+    return int(value)
+
+
+def fast_kernel() -> str:
+    """The SIMD kernel of fast mode on this CPU: ``"avx2"`` or ``"generic"``."""
+    return _render.fast_kernel()
+
+
+def build_flags() -> str:
+    """Compiler and flags the renderer was built with."""
+    return _render.build_flags
