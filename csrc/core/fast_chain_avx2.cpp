@@ -7,5 +7,7 @@
 #include "core/rng.hpp"
 
 namespace fdsl::avx2 {
+#define FDSL_LANES 8
 #include "core/fast_chain_impl.hpp"
+#undef FDSL_LANES
 }  // namespace fdsl::avx2

@@ -7,5 +7,7 @@
 #include "core/rng.hpp"
 
 namespace fdsl::generic {
+#define FDSL_LANES 4
 #include "core/fast_chain_impl.hpp"
+#undef FDSL_LANES
 }  // namespace fdsl::generic

@@ -1,0 +1,127 @@
+// Unit tests of the IFS core: chains, pixel mapping, rasteriser bounds, batch threading.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "core/ifs.hpp"
+#include "core/raster.hpp"
+#include "core/render.hpp"
+#include "core/threads.hpp"
+#include "tests/check.hpp"
+
+using namespace fdsl;
+
+namespace {
+
+IfsSystem sierpinski() {
+    IfsSystem s{};
+    s.n_maps = 3;
+    s.maps[0] = {0.5, 0, 0, 0.5, 0.0, 0.0, 1 / 3.0};
+    s.maps[1] = {0.5, 0, 0, 0.5, 0.5, 0.0, 1 / 3.0};
+    s.maps[2] = {0.5, 0, 0, 0.5, 0.25, 0.5, 1 / 3.0};
+    return s;
+}
+
+void test_reference_chain() {
+    const int64_t n = 10000;
+    std::vector<double> xs(n), ys(n);
+    double b[4];
+    reference_chain(sierpinski(), 100, n, xs.data(), ys.data(), b);
+    CHECK(xs[0] == 0.0 && ys[0] == 0.0);  // the origin is kept as point 0
+    bool inside = true;
+    for (int64_t i = 0; i < n; ++i) inside &= xs[i] >= 0 && xs[i] <= 1 && ys[i] >= 0 && ys[i] <= 1;
+    CHECK(inside);
+    CHECK(b[0] == *std::min_element(xs.begin(), xs.end()) && b[1] == *std::max_element(xs.begin(), xs.end()));
+    CHECK(b[2] == *std::min_element(ys.begin(), ys.end()) && b[3] == *std::max_element(ys.begin(), ys.end()));
+
+    std::vector<int32_t> cols(n), rows(n);
+    const int64_t m = reference_pixels(xs.data(), ys.data(), n, b, 64, 48, 6, cols.data(), rows.data());
+    CHECK(m == n);
+    bool padded = true;
+    for (int64_t i = 0; i < m; ++i) padded &= cols[i] >= 6 && cols[i] <= 58 && rows[i] >= 6 && rows[i] <= 42;
+    CHECK(padded);
+    CHECK(*std::max_element(cols.begin(), cols.end()) == 58 && *std::max_element(rows.begin(), rows.end()) == 42);
+}
+
+void test_nan_rule() {
+    // 300 finite points, then NaN from index 300 on: the 100 before it go too.
+    const int64_t n = 400;
+    std::vector<double> xs(n), ys(n);
+    for (int64_t i = 0; i < n; ++i) xs[i] = i < 300 ? double(i % 7) - 3 : NAN, ys[i] = double(i % 5);
+    const double b[4] = {-3, 3, 0, 4};
+    std::vector<int32_t> cols(n), rows(n);
+    CHECK(reference_pixels(xs.data(), ys.data(), n, b, 32, 32, 2, cols.data(), rows.data()) == 200);
+}
+
+void test_fast_chain() {
+    const int64_t n = 1001;  // not a multiple of the chain count
+    std::vector<float> xs(n), ys(n), xs2(n), ys2(n);
+    float b[4], b2[4];
+    FastChainOptions o;
+    fast_chain(sierpinski(), 42, n, o, xs.data(), ys.data(), b);
+    fast_chain(sierpinski(), 42, n, o, xs2.data(), ys2.data(), b2);
+    CHECK(std::memcmp(xs.data(), xs2.data(), n * sizeof(float)) == 0);
+    CHECK(b[0] == *std::min_element(xs.begin(), xs.end()) && b[1] == *std::max_element(xs.begin(), xs.end()));
+    CHECK(b[2] == *std::min_element(ys.begin(), ys.end()) && b[3] == *std::max_element(ys.begin(), ys.end()));
+    CHECK(b[0] >= 0.0f && b[1] <= 1.0f && b[2] >= 0.0f && b[3] <= 1.0f);
+}
+
+void test_fixed_point() {
+    double x, y;
+    fixed_point(AffineMap{0.5, 0, 0, 0.5, 1.0, 2.0, 1.0}, &x, &y);
+    CHECK(std::abs(x - 2.0) < 1e-12 && std::abs(y - 4.0) < 1e-12);
+    fixed_point(AffineMap{1.0, 0, 0, 1.0, 1.0, 2.0, 1.0}, &x, &y);  // a translation has none: the origin
+    CHECK(x == 0.0 && y == 0.0);
+}
+
+void test_patches_clip_at_the_border() {
+    // Points on the last row and column: the patch (offset +1..+3) must clip, not write past the image.
+    const int h = 8, w = 8;
+    std::vector<uint8_t> buffer(h * w + 64, 0xAB);
+    const Canvas canvas{buffer.data(), h, w, 1};
+    const int32_t cols[3] = {7, 6, 0}, rows[3] = {7, 0, 6};
+    for (int flip = 0; flip < 4; ++flip) {
+        for (Raster r : {Raster::Patch, Raster::UnionPatch, Raster::FullPatch}) {
+            rasterise(cols, rows, 3, canvas, RasterOptions{r, false, flip}, 5, nullptr);
+            bool guard = true;
+            for (size_t i = h * w; i < buffer.size(); ++i) guard &= buffer[i] == 0xAB;
+            CHECK(guard);
+        }
+    }
+}
+
+void test_parallel_for_covers_each_item_once() {
+    for (int threads : {1, 2, 3, 8, 64}) {
+        std::vector<int> hits(1000, 0);
+        parallel_for(1000, threads, [&](int64_t i, int) { ++hits[i]; });
+        CHECK(std::all_of(hits.begin(), hits.end(), [](int h) { return h == 1; }));
+    }
+}
+
+void test_batch_is_thread_independent() {
+    const int batch = 6, size = 40;
+    std::vector<IfsSystem> systems(batch, sierpinski());
+    std::vector<uint64_t> seeds = {1, 2, 3, 4, 5, 6};
+    std::vector<uint8_t> flips = {0, 1, 2, 3, 0, 1}, a(batch * size * size), b(a.size());
+    IfsRenderOptions o;
+    o.mode = Mode::Fast, o.n_points = 5000, o.raster = Raster::Patch;
+    IfsBatch io{systems.data(), batch, seeds.data(), seeds.data(), flips.data(), a.data(), size, size, 1};
+    render_ifs_batch(io, o, 1);
+    io.out = b.data();
+    render_ifs_batch(io, o, 4);
+    CHECK(a == b);
+}
+
+}  // namespace
+
+int main() {
+    test_reference_chain();
+    test_nan_rule();
+    test_fast_chain();
+    test_fixed_point();
+    test_patches_clip_at_the_border();
+    test_parallel_for_covers_each_item_once();
+    test_batch_is_thread_independent();
+    return test::report("test_ifs");
+}

@@ -1,0 +1,27 @@
+"""Builds the C++ unit tests of csrc/core (CMake, FDSL_BUILD_TESTS) and runs them under CTest."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_cpp_unit_tests_pass(tmp_path):
+    cmake = shutil.which("cmake")
+    if cmake is None:
+        pytest.fail("cmake not found: install the test extra (pip install '.[test]')")
+    generator = ["-G", "Ninja"] if shutil.which("ninja") else []
+    build = tmp_path / "build"
+    for cmd in (
+        [cmake, "-S", str(ROOT), "-B", str(build), *generator, "-DFDSL_BUILD_PYTHON=OFF", "-DFDSL_BUILD_TESTS=ON"],
+        [cmake, "--build", str(build), "--parallel"],
+        [str(Path(cmake).with_name("ctest")), "--test-dir", str(build), "--output-on-failure"],
+    ):
+        result = subprocess.run(cmd, capture_output=True, text=True)
+        assert result.returncode == 0, f"{' '.join(cmd)}\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+    assert "100% tests passed" in result.stdout
