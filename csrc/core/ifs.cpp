@@ -6,6 +6,7 @@
 #include <limits>
 
 #include "core/rng.hpp"
+#include "core/simd.hpp"
 
 namespace fdsl {
 
@@ -92,6 +93,12 @@ void scale_axis(double* v, int64_t n, int size, int pad) {
 
 namespace {
 
+// pixel = trunc((v - lo) / span * scale + pad): the divisions are what costs, and they vectorise.
+FDSL_MULTIVERSION
+void map_axis(const double* v, int64_t n, double lo, double span, double scale, double pad, int32_t* pixel) {
+    for (int64_t i = 0; i < n; ++i) pixel[i] = int32_t((v[i] - lo) / span * scale + pad);
+}
+
 // The common case in one pass: every point finite and each axis' minimum <= 0 (the origin is a point), so after the
 // shift every value lies in [0, span] and, rounding being monotone, every pixel in [pad, size - pad] (pad >= 1).
 bool fast_path_applies(const double* xs, const double* ys, int64_t n, const double b[4], int pad) {
@@ -110,11 +117,8 @@ int64_t reference_pixels(double* xs, double* ys, int64_t n, const double bounds[
         // Same operations as scale_axis: shift by the (negative or zero) minimum, then v / span * scale + pad.
         const double lo_x = bounds[0], lo_y = bounds[2];
         const double span_x = (bounds[1] - lo_x) - (lo_x - lo_x), span_y = (bounds[3] - lo_y) - (lo_y - lo_y);
-        const double sx = double(width - 2 * pad), sy = double(height - 2 * pad), off = double(pad);
-        for (int64_t i = 0; i < n; ++i) {
-            cols[i] = int32_t((xs[i] - lo_x) / span_x * sx + off);
-            rows[i] = int32_t((ys[i] - lo_y) / span_y * sy + off);
-        }
+        map_axis(xs, n, lo_x, span_x, double(width - 2 * pad), double(pad), cols);
+        map_axis(ys, n, lo_y, span_y, double(height - 2 * pad), double(pad), rows);
         return n;
     }
     n = drop_nan_run(xs, ys, n);
@@ -170,6 +174,7 @@ void fast_chain(const IfsSystem& system, uint64_t seed, int64_t n, const FastCha
     generic::fast_chain_kernel(system, seed, n, options, xs, ys, bbox);
 }
 
+FDSL_MULTIVERSION
 void fast_pixels(const float* xs, const float* ys, int64_t n, const float bbox[4], int width, int height, int pad,
                  bool keep_aspect, int32_t* cols, int32_t* rows) {
     const float span_x = bbox[1] - bbox[0], span_y = bbox[3] - bbox[2];

@@ -1,10 +1,12 @@
 #include "core/raster.hpp"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstring>
 
 #include "core/rng.hpp"
+#include "core/simd.hpp"
 
 namespace fdsl {
 
@@ -25,120 +27,215 @@ void color_wheel(int index, uint8_t rgb[3]) {
 
 namespace {
 
-// Final position of reference pixel (row, col) after the base top-bottom flip and the variant flip.
-struct Orientation {
-    int row0, row_step, col0, col_step, width;
-    Orientation(const Canvas& c, int flip) {
-        const bool top_bottom = (flip & 1) == 0;  // base flip, undone by variant 1 and 3
-        const bool left_right = (flip & 2) != 0;
-        row0 = top_bottom ? c.height - 1 : 0, row_step = top_bottom ? -1 : 1;
-        col0 = left_right ? c.width - 1 : 0, col_step = left_right ? -1 : 1;
-        width = c.width;
-    }
-    int64_t offset(int row, int col) const { return int64_t(row0 + row_step * row) * width + (col0 + col_step * col); }
-};
+// The bitmap is addressed as bytes and as 32-bit words: bit p is bit p % 8 of byte p / 8 only on little-endian CPUs.
+static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "the raster bitmap assumes a little-endian CPU");
 
-struct Painter {
-    const Canvas& canvas;
-    bool color;
-    uint8_t wheel[128][3];
-    Painter(const Canvas& c, bool use_color) : canvas(c), color(use_color) {
-        if (color)
-            for (int k = 0; k < 128; ++k) color_wheel(k, wheel[k]);
-    }
-    void put(int64_t pixel, int64_t point, bool on) const {
-        uint8_t* px = canvas.data + pixel * canvas.channels;
-        if (canvas.channels == 1) {
-            *px = on ? kGray : 0;
-        } else if (!on) {
-            px[0] = px[1] = px[2] = 0;
-        } else if (color) {
-            std::memcpy(px, wheel[point % 128], 3);
-        } else {
-            px[0] = px[1] = px[2] = kGray;
+// Per-pixel bit helpers. A 3-cell patch row is one 3-bit field written with an unaligned 16-bit access: the
+// field starts at bit (pixel & 7) <= 7 of byte pixel >> 3, so it never leaves those two bytes.
+inline void write_bit(uint8_t* bits, int64_t pixel, bool on) {
+    const uint8_t bit = uint8_t(1u << (pixel & 7));
+    bits[pixel >> 3] = on ? uint8_t(bits[pixel >> 3] | bit) : uint8_t(bits[pixel >> 3] & ~bit);
+}
+inline void write_field(uint8_t* bits, int64_t pixel, uint32_t field, bool overwrite) {
+    uint16_t word;
+    std::memcpy(&word, bits + (pixel >> 3), 2);
+    const int shift = int(pixel & 7);
+    if (overwrite) word = uint16_t(word & ~(7u << shift));
+    word = uint16_t(word | (field << shift));
+    std::memcpy(bits + (pixel >> 3), &word, 2);
+}
+constexpr uint8_t kReverse3[8] = {0, 4, 2, 6, 1, 5, 3, 7};
+
+// Bitmap -> gray pixels (0 or 127): 8 pixels per bitmap byte through a 256-entry table.
+void expand_bits(const uint8_t* bits, int64_t pixels, int channels, uint8_t* out) {
+    static const auto table = [] {
+        std::array<uint64_t, 256> t{};
+        for (int byte = 0; byte < 256; ++byte)
+            for (int b = 0; b < 8; ++b)
+                if (byte >> b & 1) t[byte] |= uint64_t(kGray) << (8 * b);  // little-endian: bit b -> pixel b
+        return t;
+    }();
+    const int64_t whole = pixels / 8;
+    if (channels == 1) {
+        for (int64_t k = 0; k < whole; ++k) std::memcpy(out + 8 * k, &table[bits[k]], 8);
+    } else {
+        for (int64_t p = 0; p < whole * 8; ++p) {
+            const uint8_t v = uint8_t(-((bits[p >> 3] >> (p & 7)) & 1)) & kGray;
+            out[3 * p] = out[3 * p + 1] = out[3 * p + 2] = v;
         }
     }
-};
-
-void draw_points(const int32_t* cols, const int32_t* rows, int64_t n, const Orientation& o, const Painter& paint) {
-    if (paint.canvas.channels == 1) {  // the hot path: gray, one byte per pixel
-        uint8_t* data = paint.canvas.data;
-        for (int64_t i = 0; i < n; ++i) data[o.offset(rows[i], cols[i])] = kGray;
-        return;
+    for (int64_t p = whole * 8; p < pixels; ++p) {
+        const uint8_t v = uint8_t(-((bits[p >> 3] >> (p & 7)) & 1)) & kGray;
+        for (int c = 0; c < channels; ++c) out[p * channels + c] = v;
     }
-    for (int64_t i = 0; i < n; ++i) paint.put(o.offset(rows[i], cols[i]), i, true);
 }
 
-// Stamps a 3x3 mask at (row+1.., col+1..); `overwrite` also writes the zero cells (PIL paste), else a union.
+FDSL_MULTIVERSION
+void point_offsets(const int32_t* cols, const int32_t* rows, int64_t n, int32_t row0, int32_t row_step, int32_t col0,
+                   int32_t col_step, int32_t width, int32_t* out) {
+    for (int64_t i = 0; i < n; ++i) out[i] = (row0 + row_step * rows[i]) * width + col0 + col_step * cols[i];
+}
+
+bool uses_bitmap(const RasterOptions& o) { return !o.color && o.raster != Raster::Density; }
+
+}  // namespace
+
+RasterScratch::RasterScratch(int height, int width, const RasterOptions& options) {
+    const int64_t pixels = int64_t(height) * width;
+    if (uses_bitmap(options)) bits.resize((pixels + 31) / 32 + 1);  // +1: slack for the 16-bit field writes
+    if (options.raster == Raster::Density) counts.resize(pixels);
+}
+
+Rasteriser::Rasteriser(const Canvas& canvas, const RasterOptions& options, uint64_t patch_seed, RasterScratch& scratch)
+    : canvas_(canvas), options_(options), scratch_(scratch), bitmap_(uses_bitmap(options)) {
+    if (bitmap_) std::fill(scratch.bits.begin(), scratch.bits.end(), 0u);
+    else std::memset(canvas.data, 0, size_t(canvas.height) * canvas.width * canvas.channels);
+    if (options.raster == Raster::Density) std::fill(scratch.counts.begin(), scratch.counts.end(), 0u);
+    patch_key_ = uint32_t(stream_key(patch_seed, 1));
+    union_mask_ = 1u + bounded(uint32_t(stream_key(patch_seed, 2)), 511u);
+    // The base top-bottom flip of the reference, undone by variants 1 and 3.
+    const bool top_bottom = (options.flip & 1) == 0, left_right = (options.flip & 2) != 0;
+    orient_ = Orientation{top_bottom ? canvas.height - 1 : 0, top_bottom ? -1 : 1, left_right ? canvas.width - 1 : 0,
+                          left_right ? -1 : 1, canvas.width};
+    if (options.color)
+        for (int k = 0; k < 128; ++k) color_wheel(k, wheel_[k]);
+}
+
+uint32_t Rasteriser::mask_of(int64_t point) const {
+    switch (options_.raster) {
+        case Raster::Patch:
+            return 1u + bounded(hash32(patch_key_, uint32_t(point)), 511u);
+        case Raster::UnionPatch:
+            return union_mask_;
+        default:
+            return 511u;
+    }
+}
+
+void Rasteriser::draw(const int32_t* cols, const int32_t* rows, int64_t n, int64_t first) {
+    if (bitmap_) draw_bitmap(cols, rows, n, first);
+    else draw_bytes(cols, rows, n, first);
+}
+
+void Rasteriser::draw_bitmap(const int32_t* cols, const int32_t* rows, int64_t n, int64_t first) {
+    const Orientation o = orient_;
+    switch (options_.raster) {
+        case Raster::Point: {
+            // Offsets in blocks (a loop that vectorises), then the scatter, OR-ing the bitmap a word at a time.
+            constexpr int64_t kBlock = 512;
+            int32_t offsets[kBlock];
+            uint32_t* const words = scratch_.bits.data();
+            for (int64_t start = 0; start < n; start += kBlock) {
+                const int64_t k = std::min(kBlock, n - start);
+                point_offsets(cols + start, rows + start, k, o.row0, o.row_step, o.col0, o.col_step, o.width, offsets);
+                for (int64_t i = 0; i < k; ++i) words[offsets[i] >> 5] |= 1u << (offsets[i] & 31);
+            }
+            return;
+        }
+        case Raster::Patch: {
+            const uint32_t key = patch_key_;
+            return stamp(cols, rows, n, first, true, [key](int64_t i) { return 1u + bounded(hash32(key, uint32_t(i)), 511u); });
+        }
+        case Raster::UnionPatch: {
+            const uint32_t mask = union_mask_;
+            return stamp(cols, rows, n, first, false, [mask](int64_t) { return mask; });
+        }
+        default:
+            return stamp(cols, rows, n, first, true, [](int64_t) { return 511u; });
+    }
+}
+
+// Patches into the bitmap; `overwrite` also clears the zero cells (PIL paste), else a union.
 template <class MaskOf>
-void draw_patches(const int32_t* cols, const int32_t* rows, int64_t n, const Orientation& o, const Painter& paint,
-                  bool overwrite, MaskOf mask_of) {
-    const int h = paint.canvas.height, w = paint.canvas.width;
-    uint8_t* data = paint.canvas.data;
-    const bool gray1 = paint.canvas.channels == 1;
-    const int64_t row_stride = int64_t(o.row_step) * o.width;
+void Rasteriser::stamp(const int32_t* cols, const int32_t* rows, int64_t n, int64_t first, bool overwrite,
+                       MaskOf mask_of) {
+    uint8_t* const bits = reinterpret_cast<uint8_t*>(scratch_.bits.data());
+    const Orientation o = orient_;
+    const int h = canvas_.height, w = canvas_.width;
+    const int64_t row_stride = int64_t(o.row_step) * w;
     for (int64_t i = 0; i < n; ++i) {
-        const uint32_t mask = mask_of(i);
+        const uint32_t mask = mask_of(first + i);
         const int r0 = rows[i] + 1, c0 = cols[i] + 1;
-        if (gray1 && r0 + 2 < h && c0 + 2 < w) {  // the hot path: gray, patch inside the image, 9 stores
-            const int64_t base = o.offset(r0, c0);
-            for (int cell = 0; cell < 9; ++cell) {
-                const uint8_t on = uint8_t(-((mask >> (8 - cell)) & 1u)) & kGray;
-                uint8_t& px = data[base + (cell / 3) * row_stride + (cell % 3) * o.col_step];
-                px = overwrite ? on : uint8_t(px | on);  // pixels hold 0 or 127 only, so | is a union
+        if (r0 + 2 < h && c0 + 2 < w) {  // the hot path: three 3-bit fields
+            // Cells (r, c0..c0+2) land on pixels base, base + step, base + 2 step; a field holds them lowest first.
+            const int64_t base = o.offset(r0, c0) - (o.col_step < 0 ? 2 : 0);
+            for (int dr = 0; dr < 3; ++dr) {
+                const uint32_t cells = (mask >> (6 - 3 * dr)) & 7u;  // left cell in the high bit
+                write_field(bits, base + dr * row_stride, o.col_step < 0 ? cells : kReverse3[cells], overwrite);
             }
             continue;
         }
         for (int cell = 0; cell < 9; ++cell) {
             const bool on = (mask >> (8 - cell)) & 1u;
-            if (!on && !overwrite) continue;
             const int r = r0 + cell / 3, c = c0 + cell % 3;
-            if (r >= h || c >= w) continue;  // rows and cols are >= 0, so only the far border clips
-            paint.put(o.offset(r, c), i, on);
+            if (r >= h || c >= w || (!on && !overwrite)) continue;  // rows, cols >= 0: only the far border clips
+            write_bit(bits, o.offset(r, c), on);
         }
     }
 }
 
-void draw_density(const int32_t* cols, const int32_t* rows, int64_t n, const Orientation& o, const Canvas& canvas,
-                  uint32_t* counts) {
-    const int64_t pixels = int64_t(canvas.height) * canvas.width;
-    std::fill(counts, counts + pixels, 0u);
-    for (int64_t i = 0; i < n; ++i) ++counts[o.offset(rows[i], cols[i])];
+void Rasteriser::put(int64_t pixel, int64_t point, bool on) {
+    uint8_t* px = canvas_.data + pixel * canvas_.channels;
+    if (canvas_.channels == 1) {
+        *px = on ? kGray : 0;
+    } else if (!on) {
+        px[0] = px[1] = px[2] = 0;
+    } else {
+        std::memcpy(px, wheel_[point % 128], 3);
+    }
+}
+
+// Colour and density: per-pixel bytes or counts.
+void Rasteriser::draw_bytes(const int32_t* cols, const int32_t* rows, int64_t n, int64_t first) {
+    const Orientation o = orient_;
+    if (options_.raster == Raster::Density) {
+        uint32_t* const counts = scratch_.counts.data();
+        for (int64_t i = 0; i < n; ++i) ++counts[o.offset(rows[i], cols[i])];
+        return;
+    }
+    const bool overwrite = options_.raster != Raster::UnionPatch;
+    const int h = canvas_.height, w = canvas_.width;
+    for (int64_t i = 0; i < n; ++i) {
+        if (options_.raster == Raster::Point) {
+            put(o.offset(rows[i], cols[i]), first + i, true);
+            continue;
+        }
+        const uint32_t mask = mask_of(first + i);
+        for (int cell = 0; cell < 9; ++cell) {
+            const bool on = (mask >> (8 - cell)) & 1u;
+            const int r = rows[i] + 1 + cell / 3, c = cols[i] + 1 + cell % 3;
+            if (r >= h || c >= w || (!on && !overwrite)) continue;
+            put(o.offset(r, c), first + i, on);
+        }
+    }
+}
+
+void Rasteriser::finish() {
+    const int64_t pixels = int64_t(canvas_.height) * canvas_.width;
+    const int channels = canvas_.channels;
+    uint8_t* const out = canvas_.data;
+    if (bitmap_) {
+        expand_bits(reinterpret_cast<const uint8_t*>(scratch_.bits.data()), pixels, channels, out);
+        return;
+    }
+    if (options_.raster != Raster::Density) return;
+    const uint32_t* const counts = scratch_.counts.data();
     const uint32_t peak = *std::max_element(counts, counts + pixels);
     if (peak == 0) return;
     for (int64_t p = 0; p < pixels; ++p) {
         // Rounded share of the peak, but a pixel that was hit never rounds to black.
         const uint32_t c = counts[p];
         const uint8_t v = c == 0 ? 0 : uint8_t(std::max<uint64_t>(1, (uint64_t(c) * 255u + peak / 2) / peak));
-        std::memset(canvas.data + p * canvas.channels, v, canvas.channels);
+        std::memset(out + p * channels, v, channels);
     }
 }
 
-}  // namespace
-
 void rasterise(const int32_t* cols, const int32_t* rows, int64_t n, const Canvas& canvas, const RasterOptions& options,
-               uint64_t patch_seed, uint32_t* counts) {
-    std::memset(canvas.data, 0, size_t(canvas.height) * canvas.width * canvas.channels);
-    const Orientation o(canvas, options.flip);
-    if (options.raster == Raster::Density) return draw_density(cols, rows, n, o, canvas, counts);
-    const Painter paint(canvas, options.color);
-    switch (options.raster) {
-        case Raster::Point:
-            return draw_points(cols, rows, n, o, paint);
-        case Raster::Patch: {
-            const uint32_t key = uint32_t(stream_key(patch_seed, 1));
-            return draw_patches(cols, rows, n, o, paint, true,
-                                [key](int64_t i) { return 1u + bounded(hash32(key, uint32_t(i)), 511u); });
-        }
-        case Raster::UnionPatch: {
-            const uint32_t mask = 1u + bounded(uint32_t(stream_key(patch_seed, 2)), 511u);
-            return draw_patches(cols, rows, n, o, paint, false, [mask](int64_t) { return mask; });
-        }
-        case Raster::FullPatch:
-            return draw_patches(cols, rows, n, o, paint, true, [](int64_t) { return 511u; });
-        case Raster::Density:
-            break;
-    }
+               uint64_t patch_seed) {
+    RasterScratch scratch(canvas.height, canvas.width, options);
+    Rasteriser r(canvas, options, patch_seed, scratch);
+    r.draw(cols, rows, n, 0);
+    r.finish();
 }
 
 }  // namespace fdsl

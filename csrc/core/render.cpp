@@ -1,5 +1,6 @@
 #include "core/render.hpp"
 
+#include <algorithm>
 #include <vector>
 
 #include "core/threads.hpp"
@@ -8,16 +9,21 @@ namespace fdsl {
 
 namespace {
 
+constexpr int64_t kChunk = 2048;
+
 // Per-thread buffers, allocated before the threads start so that an allocation failure reaches the caller.
 struct Scratch {
     std::vector<double> xd, yd;
     std::vector<float> xf, yf;
     std::vector<int32_t> cols, rows;
-    std::vector<uint32_t> counts;
-    Scratch(const IfsRenderOptions& o, int64_t pixels) : cols(o.n_points), rows(o.n_points) {
+    RasterScratch raster;
+    Scratch(const IfsRenderOptions& o, int height, int width)
+        : raster(height, width, RasterOptions{o.raster, o.color, 0}) {
+        // Fast mode maps points to pixels in chunks that stay in L1; reference mode compacts all points at once.
+        const int64_t pixel_buffer = o.mode == Mode::Reference ? o.n_points : std::min(o.n_points, kChunk);
+        cols.resize(pixel_buffer), rows.resize(pixel_buffer);
         if (o.mode == Mode::Reference) xd.resize(o.n_points), yd.resize(o.n_points);
         else xf.resize(o.n_points), yf.resize(o.n_points);
-        if (o.raster == Raster::Density) counts.resize(pixels);
     }
 };
 
@@ -25,19 +31,24 @@ struct Scratch {
 int64_t render_one(const IfsSystem& system, uint64_t seed, uint64_t patch_seed, int flip, const IfsRenderOptions& o,
                    const Canvas& canvas, Scratch& s) {
     int64_t n = o.n_points;
+    Rasteriser raster(canvas, RasterOptions{o.raster, o.color, flip}, patch_seed, s.raster);
     if (o.mode == Mode::Reference) {
         double bounds[4];
         reference_chain(system, uint32_t(seed), n, s.xd.data(), s.yd.data(), bounds);
         n = reference_pixels(s.xd.data(), s.yd.data(), n, bounds, canvas.width, canvas.height, o.pad, s.cols.data(),
                              s.rows.data());
+        raster.draw(s.cols.data(), s.rows.data(), n, 0);
     } else {
         float bbox[4];
         fast_chain(system, seed, n, o.fast, s.xf.data(), s.yf.data(), bbox);
-        fast_pixels(s.xf.data(), s.yf.data(), n, bbox, canvas.width, canvas.height, o.pad, o.keep_aspect,
-                    s.cols.data(), s.rows.data());
+        for (int64_t first = 0; first < n; first += kChunk) {
+            const int64_t k = std::min(kChunk, n - first);
+            fast_pixels(s.xf.data() + first, s.yf.data() + first, k, bbox, canvas.width, canvas.height, o.pad,
+                        o.keep_aspect, s.cols.data(), s.rows.data());
+            raster.draw(s.cols.data(), s.rows.data(), k, first);
+        }
     }
-    const RasterOptions r{o.raster, o.color, flip};
-    rasterise(s.cols.data(), s.rows.data(), n, canvas, r, patch_seed, s.counts.data());
+    raster.finish();
     return n;
 }
 
@@ -50,7 +61,7 @@ void render_ifs_batch(const IfsBatch& b, const IfsRenderOptions& o, int threads)
     const int workers = worker_count(threads, b.size);
     std::vector<Scratch> scratch;
     scratch.reserve(workers);
-    for (int w = 0; w < workers; ++w) scratch.emplace_back(o, int64_t(b.height) * b.width);
+    for (int w = 0; w < workers; ++w) scratch.emplace_back(o, b.height, b.width);
     parallel_for(b.size, workers, [&](int64_t i, int worker) {
         const Canvas canvas{b.out + i * image_bytes, b.height, b.width, b.channels};
         render_one(b.systems[i], b.seeds[i], b.patch_seeds[i], b.flips[i], o, canvas, scratch[worker]);
@@ -65,7 +76,7 @@ void fill_rate_batch(const IfsSystem* systems, int64_t size, const uint64_t* see
     const int64_t pixels = int64_t(image_size) * image_size;
     std::vector<Scratch> scratch;
     std::vector<std::vector<uint8_t>> images(workers, std::vector<uint8_t>(pixels));
-    for (int w = 0; w < workers; ++w) scratch.emplace_back(o, pixels);
+    for (int w = 0; w < workers; ++w) scratch.emplace_back(o, image_size, image_size);
     parallel_for(size, workers, [&](int64_t i, int worker) {
         const Canvas canvas{images[worker].data(), image_size, image_size, 1};
         render_one(systems[i], seeds[i], 0, 0, o, canvas, scratch[worker]);
