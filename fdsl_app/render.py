@@ -63,6 +63,11 @@ def _threads(threads: int | None) -> int:
 
 def _per_sample(value: int | Sequence[int] | np.ndarray, name: str, batch: int, dtype: type) -> np.ndarray:
     """A scalar broadcast to the batch, or one value per sample; integers only, never negative."""
+    if isinstance(value, list | tuple | range) and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        value = np.array(value, dtype=object)  # Python ints beyond int64 (64-bit seeds) must not turn float
+        if value.size and (value.min() < 0 or value.max() > np.iinfo(dtype).max):
+            raise ValueError(f"{name} must be in [0, {np.iinfo(dtype).max}], got {value.min()} .. {value.max()}")
+        value = value.astype(dtype)
     arr = np.asarray(value)
     if arr.dtype == object or not (np.issubdtype(arr.dtype, np.integer) or arr.size == 0):
         raise TypeError(f"{name} must be an int or an array of ints, got {arr.dtype} {value!r:.60}")
@@ -197,6 +202,8 @@ def render_contours(
     """
     params = _float_array(params, "params")
     batch = params.shape[0] if params.ndim == 2 else 0
+    if isinstance(canvas_size, bool) or not isinstance(canvas_size, int | float | np.integer | np.floating):
+        raise TypeError(f"canvas_size must be a number (the reference canvas, 512), got {type(canvas_size).__name__}")
     return _render.render_contours(
         params, out, _per_sample(seeds, "seeds", batch, np.uint64), style, float(canvas_size), _threads(threads)
     )

@@ -286,6 +286,9 @@ def _with(field: str, value: float) -> np.ndarray:
         (dict(seeds=1.5), TypeError, "seeds"),
         (dict(canvas_size=0.0), ValueError, "canvas_size"),
         (dict(canvas_size=float("nan")), ValueError, "canvas_size"),
+        (dict(canvas_size="a"), TypeError, "canvas_size must be a number"),
+        (dict(params=_params(2, n_vertices=100000, n_contours=1000)), ValueError, "n_vertices x n_contours"),
+        (dict(seeds=[2**64, 1]), ValueError, "seeds must be in"),
         (dict(threads=-1), ValueError, "threads"),
         (dict(threads=0), ValueError, "threads"),
         (dict(threads=1.5), TypeError, "threads"),
@@ -313,3 +316,11 @@ def test_rejected_call_leaves_out_untouched():
 def test_empty_batch():
     out = np.empty((0, 32, 32), np.uint8)
     assert render.render_contours(np.empty((0, 11)), out, seeds=[]).shape == (0, 32, 32)
+
+
+def test_full_range_64_bit_seeds_from_a_list():
+    first, second = (
+        _render(_params(2), seeds=[2**64 - 1, 7]),
+        _render(_params(2), seeds=np.array([2**64 - 1, 7], np.uint64)),
+    )
+    np.testing.assert_array_equal(first, second)

@@ -87,9 +87,14 @@ def test_the_private_module_checks_too():
                 raster="point", color=False, pad=6, threads=1, chains=16, burn_in=0, start_at_fixed_point=False,
                 keep_aspect=False)  # fmt: skip
     _render.render_ifs(**args)
-    for key, bad, error in [("n_maps", np.array([2], np.int64), TypeError), ("seeds", np.array([1.0]), TypeError),
-                            ("params", GOOD.astype(np.float32), TypeError), ("flips", np.array([0, 1], np.uint8),
-                            ValueError), ("params", np.asfortranarray(np.tile(GOOD, (2, 1, 1)))[:1], ValueError)]:  # fmt: skip
+    cases = [
+        ("n_maps", np.array([2], np.int64), TypeError),
+        ("seeds", np.array([1.0]), TypeError),
+        ("params", GOOD.astype(np.float32), TypeError),
+        ("flips", np.array([0, 1], np.uint8), ValueError),
+        ("params", np.asfortranarray(np.tile(GOOD, (2, 1, 1)))[:1], ValueError),
+    ]
+    for key, bad, error in cases:
         with pytest.raises(error, match=key):
             _render.render_ifs(**{**args, key: bad})
 

@@ -12,7 +12,9 @@ import reference_render as ref
 
 from fdsl_app import render
 
-SIERPINSKI = np.array([[0.5, 0, 0, 0.5, 0, 0, 1 / 3], [0.5, 0, 0, 0.5, 0.5, 0, 1 / 3], [0.5, 0, 0, 0.5, 0.25, 0.5, 1 / 3]])
+SIERPINSKI = np.array(
+    [[0.5, 0, 0, 0.5, 0, 0, 1 / 3], [0.5, 0, 0, 0.5, 0.5, 0, 1 / 3], [0.5, 0, 0, 0.5, 0.25, 0.5, 1 / 3]]
+)
 
 
 def contractive_systems(count: int, seed: int) -> np.ndarray:

@@ -45,6 +45,10 @@ py::object render_contours(const py::object& params_obj, const py::object& out, 
             if (r[c] < lo) throw py::value_error(cat("params[", i, "] ", names[c], " must be >= ", lo, ", got ", r[c]));
             return r[c];
         };
+        // Work grows as vertices x contours; past this an image takes seconds (the papers use at most 2e5).
+        if (r[0] * r[1] > 2e7)
+            throw py::value_error(cat("params[", i, "]: n_vertices x n_contours = ", r[0] * r[1],
+                                      " is more than 2e7 line segments per image; use fewer vertices or contours"));
         rows[i] = ContourParams{integer(0, 3, 100000), integer(1, 1, 10000), at_least(2, 0.0), r[3],
                                 at_least(4, 0.0),      at_least(5, 0.0),     at_least(6, 0.0), r[7],
                                 r[8],                  integer(9, 0, 1000),  integer(10, 0, 1000)};

@@ -15,7 +15,8 @@ namespace {
 
 // Counter layout of the random draws; each is a pure function of (seed, counter), so an image depends only on
 // (params, seed), never on threads or order:
-//   gray of contour c (0-based):  bounded(hash32(uint32(stream_key(seed, 0)), c), 256)
+//   gray of contour c (0-based):  bounded(hash32(uint32(stream_key(seed, 0)), c), levels), levels = 257 for RCDB
+//                                 (its script draws randint(0, 256) and PIL clips 256 to 255), 256 for VisualAtom
 //   noise position of contour c, vertex k, axis a (0 = x, 1 = y), with counter i = (c * n_vertices + k) * 2 + a:
 //                                 1e4 * unit_double(splitmix64(stream_key(seed, 1) + i * kGamma))
 // splitmix64(key + i * kGamma) is output i of the SplitMix64 generator started at `key`, so the positions of one
@@ -195,11 +196,12 @@ void render_contour(const ContourParams& params, ContourStyle style, uint64_t se
     if (params.n_vertices < 1) return;  // the binding asks for >= 3; the core only guards its indexing
     const double scale_x = canvas.width / canvas_size, scale_y = canvas.height / canvas_size;
     const uint32_t gray_key = uint32_t(stream_key(seed, kStreamGray));
+    const uint32_t gray_levels = style == ContourStyle::Rcdb ? 257u : 256u;
     const uint64_t noise_key = stream_key(seed, kStreamNoise);
     Polygon poly = base_polygon(params, style);
     // As the references: each contour first moves the vertices, then draws them.
     for (int c = 0; c < params.n_contours; ++c) {
-        const uint8_t gray = uint8_t(bounded(hash32(gray_key, uint32_t(c)), 256u));
+        const uint8_t gray = uint8_t(std::min(255u, bounded(hash32(gray_key, uint32_t(c)), gray_levels)));
         grow(poly, params, style, noise_key, uint64_t(c));
         draw_polygon(poly, params, scale_x, scale_y, gray, canvas);
     }

@@ -222,11 +222,13 @@ void Rasteriser::finish() {
     const uint32_t* const counts = scratch_.counts.data();
     const uint32_t peak = *std::max_element(counts, counts + pixels);
     if (peak == 0) return;
+    const double scale = 255.0 / double(peak);  // a multiply per pixel, not a division
     for (int64_t p = 0; p < pixels; ++p) {
-        // Rounded share of the peak, but a pixel that was hit never rounds to black.
+        // round(255 * count / peak), except that a pixel that was hit never rounds to black.
         const uint32_t c = counts[p];
-        const uint8_t v = c == 0 ? 0 : uint8_t(std::max<uint64_t>(1, (uint64_t(c) * 255u + peak / 2) / peak));
-        std::memset(out + p * channels, v, channels);
+        const uint8_t v = c == 0 ? 0 : uint8_t(std::max(1.0, double(c) * scale + 0.5));
+        if (channels == 1) out[p] = v;
+        else out[3 * p] = out[3 * p + 1] = out[3 * p + 2] = v;
     }
 }
 

@@ -1,0 +1,44 @@
+"""Type stubs of the compiled renderer. Use fdsl_app.render, which converts and documents the arguments."""
+
+import numpy as np
+import numpy.typing as npt
+
+build_flags: str
+
+def fast_kernel() -> str: ...
+def render_ifs(
+    params: npt.NDArray[np.float64],
+    n_maps: npt.NDArray[np.int32],
+    out: npt.NDArray[np.uint8],
+    seeds: npt.NDArray[np.uint64],
+    patch_seeds: npt.NDArray[np.uint64],
+    flips: npt.NDArray[np.uint8],
+    n_points: int,
+    mode: str,
+    raster: str,
+    color: bool,
+    pad: int,
+    threads: int,
+    chains: int,
+    burn_in: int,
+    start_at_fixed_point: bool,
+    keep_aspect: bool,
+) -> npt.NDArray[np.uint8]: ...
+def fill_rate(
+    params: npt.NDArray[np.float64],
+    n_maps: npt.NDArray[np.int32],
+    seeds: npt.NDArray[np.uint64],
+    n_points: int,
+    size: int,
+    pad: int,
+    threads: int,
+) -> npt.NDArray[np.float64]: ...
+def legacy_uniforms(seed: int, n: int) -> npt.NDArray[np.float64]: ...
+def render_contours(
+    params: npt.NDArray[np.float64],
+    out: npt.NDArray[np.uint8],
+    seeds: npt.NDArray[np.uint64],
+    style: str,
+    canvas_size: float,
+    threads: int,
+) -> npt.NDArray[np.uint8]: ...

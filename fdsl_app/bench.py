@@ -1,0 +1,363 @@
+"""Benchmarks behind ``fdsl_app bench``: IFS render throughput against a plain numpy/Python reference renderer.
+
+Each figure warms up once, then times repeated calls until at least :data:`MIN_SECONDS` and :data:`MIN_REPEATS`
+have passed and reports the median call. All rows render one fixed set of accepted FractalDB systems (found with
+:func:`fdsl_app.preview.search_fractaldb_systems`), so runs on different machines or builds are comparable.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import platform
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fdsl_app import preview, render
+
+MODES: tuple[render.Mode, ...] = ("reference", "fast")
+RASTERS: tuple[render.Raster, ...] = ("point", "patch", "union_patch", "full_patch", "density")
+SIZES = (224, 362, 512)
+POINTS = (100_000, 200_000)
+MIN_SECONDS = 0.3
+MIN_REPEATS = 3
+N_SYSTEMS = 8
+SYSTEM_SEED = 0
+PAD = 6
+GRAY = 127
+
+
+@dataclass(frozen=True)
+class RenderRow:
+    """One line of ``bench render``.
+
+    Attributes:
+        seconds_per_image: our render, one thread.
+        ns_per_point: ``seconds_per_image / points`` in ns (one thread, so per core).
+        images_per_s_one_core, images_per_s_all_cores: throughput on 1 and on ``threads`` threads.
+        threads, batch: threads and images per call of the all-cores figure.
+        baseline_*: the numpy/Python reference algorithm on one core; None when not run.
+        speedup: ``baseline_seconds_per_image / seconds_per_image``.
+    """
+
+    mode: str
+    raster: str
+    size: int
+    points: int
+    seconds_per_image: float
+    ns_per_point: float
+    images_per_s_one_core: float
+    images_per_s_all_cores: float
+    threads: int
+    batch: int
+    baseline_seconds_per_image: float | None = None
+    baseline_ns_per_point: float | None = None
+    baseline_images_per_s: float | None = None
+    speedup: float | None = None
+
+
+@dataclass(frozen=True)
+class RenderSettings:
+    """What ``bench render`` measures."""
+
+    sizes: Sequence[int] = SIZES
+    points: Sequence[int] = POINTS
+    modes: Sequence[str] = MODES
+    rasters: Sequence[str] = RASTERS
+    threads: int | None = None
+    baseline: bool = True
+
+
+def time_call(fn: Callable[[], object], min_seconds: float | None = None, min_repeats: int | None = None) -> float:
+    """Median seconds of one ``fn()`` call, after one untimed warm-up call.
+
+    Args:
+        fn: the call to time.
+        min_seconds, min_repeats: keep timing until both are reached; default :data:`MIN_SECONDS` and
+            :data:`MIN_REPEATS` (read at call time, so a test can lower them).
+    """
+    min_seconds = MIN_SECONDS if min_seconds is None else min_seconds
+    min_repeats = MIN_REPEATS if min_repeats is None else min_repeats
+    fn()
+    times: list[float] = []
+    start = time.perf_counter()
+    while len(times) < min_repeats or time.perf_counter() - start < min_seconds:
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def bench_systems(count: int = N_SYSTEMS, seed: int = SYSTEM_SEED) -> list[np.ndarray]:
+    """The fixed systems every benchmark renders: the first ``count`` accepted from ``default_rng(seed)``."""
+    return preview.search_fractaldb_systems(count, np.random.default_rng(seed)).systems
+
+
+# --- the baseline: FractalDB's algorithm written plainly in numpy and Python ------------------------------------
+
+
+def baseline_chain(system: np.ndarray, n_points: int, seed: int = render.REFERENCE_SEED) -> np.ndarray:
+    """The reference chain as a Python loop: origin kept, ``u <= cumsum(p)``, numpy legacy seed 100.
+
+    Returns:
+        ``(2, n_points)`` x and y.
+    """
+    maps = [tuple(float(v) for v in row[:6]) for row in system]
+    bounds = np.cumsum(system[:, 6]).tolist()
+    np.random.seed(seed)
+    # Python floats rather than indexing the numpy array per step: a fair (faster) baseline.
+    rand = np.random.random(n_points).tolist()
+    xs, ys = [0.0] * n_points, [0.0] * n_points
+    x = y = 0.0
+    for i in range(1, n_points):
+        u = rand[i - 1]
+        for bound, (a, b, c, d, e, f) in zip(bounds, maps, strict=True):
+            if u <= bound:
+                x, y = a * x + b * y + e, c * x + d * y + f
+                break
+        xs[i], ys[i] = x, y
+    return np.array([xs, ys])
+
+
+def _drop_nan(key: np.ndarray, other: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The reference's NaN rule: drop every NaN and the 100 points before the first."""
+    nan_index = np.flatnonzero(np.isnan(key))
+    if nan_index.size == 0:
+        return key, other
+    drop = np.concatenate([np.arange(max(0, nan_index[0] - 100), nan_index[0]), nan_index])
+    return np.delete(key, drop), np.delete(other, drop)
+
+
+def _baseline_axis(v: np.ndarray, size: int) -> np.ndarray:
+    """Shift to non-negative, scale the span into ``[pad, size - pad]``, truncate like ``np.uint16``."""
+    if v.min() < 0:
+        v = v - v.min()
+    return (v / (v.max() - v.min()) * (size - 2 * PAD) + PAD).astype(np.uint16).astype(np.intp)
+
+
+def baseline_pixels(chain: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Reference rescale of a chain: ``(rows, columns)`` per point."""
+    xs, ys = _drop_nan(*chain)
+    ys, xs = _drop_nan(ys, xs)
+    return _baseline_axis(ys, size), _baseline_axis(xs, size)
+
+
+_CELL_ROW = np.arange(9) // 3
+_CELL_COL = np.arange(9) % 3
+_BIT = 8 - np.arange(9)  # mask bit of each cell, row-major, MSB top-left
+
+
+def _stamp(image: np.ndarray, rows: np.ndarray, cols: np.ndarray, masks: np.ndarray, overwrite: bool) -> None:
+    """Paste 3x3 patches at (row + 1, col + 1); ``masks`` holds one 9-bit mask per point or one for all."""
+    bits = (np.asarray(masks)[..., None] >> _BIT) & 1
+    flat = ((rows[:, None] + 1 + _CELL_ROW) * image.shape[1] + cols[:, None] + 1 + _CELL_COL).ravel()
+    if overwrite:
+        # Point-major order, so a later point's cells (zeros too) overwrite earlier ones, like PIL's paste.
+        image.ravel()[flat] = np.broadcast_to(bits * GRAY, (len(rows), 9)).ravel()
+    else:
+        image.ravel()[flat[np.broadcast_to(bits, (len(rows), 9)).ravel() == 1]] = GRAY
+
+
+def baseline_draw(rows: np.ndarray, cols: np.ndarray, size: int, raster: str, rng: np.random.Generator) -> np.ndarray:
+    """Draw one gray ``(size, size)`` image of a raster variant with numpy, flipped top-bottom like the reference."""
+    image = np.zeros((size, size), np.uint8)
+    if raster == "point":
+        image[rows, cols] = GRAY
+    elif raster == "patch":
+        _stamp(image, rows, cols, rng.integers(1, 512, len(rows)), overwrite=True)
+    elif raster == "union_patch":
+        _stamp(image, rows, cols, rng.integers(1, 512), overwrite=False)
+    elif raster == "full_patch":
+        _stamp(image, rows, cols, np.int64(511), overwrite=False)
+    elif raster == "density":
+        counts = np.bincount(rows * size + cols, minlength=size * size).reshape(size, size)
+        image[:] = counts * 255 // max(int(counts.max()), 1)
+    else:
+        raise ValueError(f"raster must be one of {', '.join(RASTERS)}, got {raster!r}")
+    return np.flipud(image).copy()
+
+
+class Baseline:
+    """Times of the baseline on one core, per image: its chain (timed once per system and point count, shared by
+    all rasters, sizes and modes since it is the same algorithm) plus its rescale and drawing (timed per raster
+    and size)."""
+
+    def __init__(self, systems: Sequence[np.ndarray]) -> None:
+        self.systems = list(systems)
+        self._chains: dict[int, tuple[list[np.ndarray], float]] = {}
+        self._times: dict[tuple[str, int, int], float] = {}
+
+    def _chain(self, points: int) -> tuple[list[np.ndarray], float]:
+        if points not in self._chains:
+            start = time.perf_counter()
+            chains = [baseline_chain(s, points) for s in self.systems]
+            self._chains[points] = chains, (time.perf_counter() - start) / len(self.systems)
+        return self._chains[points]
+
+    def seconds_per_image(self, raster: str, size: int, points: int) -> float:
+        """Chain plus rescale-and-draw seconds of one image."""
+        key = (raster, size, points)
+        if key not in self._times:
+            chains, chain_seconds = self._chain(points)
+            rng = np.random.default_rng(0)
+
+            def draw_all() -> None:
+                for chain in chains:
+                    baseline_draw(*baseline_pixels(chain, size), size, raster, rng)
+
+            self._times[key] = chain_seconds + time_call(draw_all) / len(chains)
+        return self._times[key]
+
+
+# --- our renderer -------------------------------------------------------------------------------------------------
+
+
+def _render_call(systems: Sequence[np.ndarray], batch: int, size: int, points: int, mode: str, raster: str,
+                 threads: int) -> Callable[[], object]:  # fmt: skip
+    params, n_maps = render.pack_systems([systems[i % len(systems)] for i in range(batch)])
+    out = np.empty((batch, size, size), np.uint8)
+    seeds = np.arange(batch, dtype=np.uint64)
+    chain_seeds = render.REFERENCE_SEED if mode == "reference" else seeds
+
+    def call() -> object:
+        return render.render_ifs(params, out, seeds=chain_seeds, patch_seeds=seeds, n_maps=n_maps, n_points=points,
+                                 mode=mode, raster=raster, threads=threads)  # fmt: skip
+
+    return call
+
+
+def measure_row(systems: Sequence[np.ndarray], mode: str, raster: str, size: int, points: int, threads: int,
+                baseline: Baseline | None) -> RenderRow:  # fmt: skip
+    """Time one (mode, raster, size, points) on one thread and on ``threads`` threads."""
+    one = time_call(_render_call(systems, len(systems), size, points, mode, raster, 1)) / len(systems)
+    # At least 4 images per thread, so the all-cores figure is not dominated by the slowest thread's tail.
+    batch = -(-max(4 * threads, len(systems)) // len(systems)) * len(systems)
+    many = time_call(_render_call(systems, batch, size, points, mode, raster, threads)) / batch
+    row = RenderRow(mode, raster, size, points, one, one / points * 1e9, 1 / one, 1 / many, threads, batch)
+    if baseline is None:
+        return row
+    base = baseline.seconds_per_image(raster, size, points)
+    return replace(
+        row,
+        baseline_seconds_per_image=base,
+        baseline_ns_per_point=base / points * 1e9,
+        baseline_images_per_s=1 / base,
+        speedup=base / one,
+    )
+
+
+def run_render_bench(settings: RenderSettings, on_row: Callable[[RenderRow], None] | None = None) -> list[RenderRow]:
+    """Measure every (mode, raster, size, points) of ``settings``; ``on_row`` sees each row as it is measured."""
+    systems = bench_systems()
+    baseline = Baseline(systems) if settings.baseline else None
+    threads = settings.threads or render.cpu_count()
+    rows = []
+    for mode in settings.modes:
+        for raster in settings.rasters:
+            for size in settings.sizes:
+                for points in settings.points:
+                    rows.append(measure_row(systems, mode, raster, size, points, threads, baseline))
+                    if on_row is not None:
+                        on_row(rows[-1])
+    return rows
+
+
+# --- reporting ----------------------------------------------------------------------------------------------------
+
+
+def dist_version(name: str) -> str:
+    """Installed version of a distribution, or ``"unknown"``."""
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def cpu_model() -> str:
+    """CPU model name from ``/proc/cpuinfo`` (Linux), else what :mod:`platform` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def machine_info() -> dict[str, Any]:
+    """Where a benchmark ran: CPU, cores, renderer build and versions."""
+    return {
+        "cpu_model": cpu_model(),
+        "cores": render.cpu_count(),
+        "fast_kernel": render.fast_kernel(),
+        "build_flags": render.build_flags(),
+        "platform": platform.platform(),
+        "versions": {
+            "python": platform.python_version(),
+            "fdsl_app": dist_version("fdsl_app"),
+            "numpy": np.__version__,
+            "pillow": dist_version("pillow"),
+        },
+    }
+
+
+def render_header(machine: dict[str, Any], settings: RenderSettings) -> str:
+    """Markdown lines above the table: the machine and how the figures were taken."""
+    threads = settings.threads or render.cpu_count()
+    versions = machine["versions"]
+    lines = [
+        f"**Machine:** {machine['cpu_model']}, {machine['cores']} cores, fast kernel {machine['fast_kernel']}, "
+        f"build `{machine['build_flags']}`; fdsl_app {versions['fdsl_app']}, numpy {versions['numpy']}, "
+        f"Python {versions['python']}.",
+        "",
+        f"Each figure: median of >= {MIN_REPEATS} timed calls over >= {MIN_SECONDS} s after one warm-up; "
+        f"{N_SYSTEMS} fixed FractalDB systems (fill >= {preview.FILL_THRESHOLD}, seed {SYSTEM_SEED}); gray output; "
+        f"all cores = {threads} threads, >= 4 images per thread.",
+    ]
+    if settings.baseline:
+        lines.append(
+            "Baseline: the reference algorithm in plain numpy/Python (Python-loop chain, numpy rescale and drawing), "
+            "single core only; its chain is timed once per system and point count and its drawing per raster and "
+            "size, shared by both modes (same algorithm); speed-up = baseline time / our time per image on one core."
+        )
+    return "\n".join(lines)
+
+
+def render_table_head(settings: RenderSettings) -> str:
+    """Markdown table header of ``bench render``."""
+    threads = settings.threads or render.cpu_count()
+    cols = ["mode", "raster", "size", "points", "ns/pt/core", "img/s 1 core", f"img/s {threads} cores"]
+    if settings.baseline:
+        cols += ["numpy ns/pt", "numpy img/s", "speed-up"]
+    return "| " + " | ".join(cols) + " |\n|" + "|".join("---" if i < 2 else "---:" for i in range(len(cols))) + "|"
+
+
+def _fmt(value: float) -> str:
+    return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"
+
+
+def render_table_row(row: RenderRow, baseline: bool = True) -> str:
+    """One markdown table line."""
+    cells = [row.mode, row.raster, str(row.size), f"{row.points:,}", f"{row.ns_per_point:.1f}",
+             _fmt(row.images_per_s_one_core), _fmt(row.images_per_s_all_cores)]  # fmt: skip
+    if baseline:
+        if row.baseline_images_per_s is None or row.speedup is None or row.baseline_ns_per_point is None:
+            cells += ["-", "-", "-"]
+        else:
+            cells += [f"{row.baseline_ns_per_point:.0f}", f"{row.baseline_images_per_s:.2f}", f"{row.speedup:,.0f}x"]
+    return "| " + " | ".join(cells) + " |"
+
+
+def write_json(path: str | Path, rows: Sequence[RenderRow], machine: dict[str, Any], settings: RenderSettings) -> None:
+    """Write the rows, the machine and the settings of a run as JSON."""
+    doc = {"benchmark": "render", "machine": machine, "settings": asdict(settings),
+           "method": {"statistic": "median", "min_seconds": MIN_SECONDS, "min_repeats": MIN_REPEATS,
+                      "systems": N_SYSTEMS, "system_seed": SYSTEM_SEED},
+           "rows": [asdict(r) for r in rows]}  # fmt: skip
+    Path(path).write_text(json.dumps(doc, indent=2) + "\n")

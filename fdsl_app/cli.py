@@ -1,0 +1,217 @@
+"""The ``fdsl_app`` command line: ``fdsl_app <verb> [options]``.
+
+Verbs live in :data:`COMMANDS` (verb -> :class:`Command`); a verb with sub-verbs (``bench``) holds its own table.
+Bad flag values stop in argparse with a message naming the flag; a ``ValueError`` or ``TypeError`` raised while
+running is reported as ``fdsl_app: error: ...`` with exit code 2, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import NamedTuple
+
+from fdsl_app import bench, preview, render
+
+PROG = "fdsl_app"
+MAX_SIZE = 2048
+MAX_POINTS = 10_000_000
+MAX_COLUMNS = 64
+
+
+class Command(NamedTuple):
+    """A verb: what it runs, its one-line help, and how it adds its flags (or its own table of sub-verbs)."""
+
+    run: Callable[[argparse.Namespace], int] | None
+    help: str
+    configure: Callable[[argparse.ArgumentParser], None] | None = None
+    subcommands: Mapping[str, Command] | None = None
+
+
+def _say(text: str = "") -> None:
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+# --- flag types: argparse turns their ValueError/ArgumentTypeError into "argument --flag: <message>" ----------
+
+
+def _bounded_int(low: int, high: int | None, hint: str = "") -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text.replace("_", ""))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < low or (high is not None and value > high):
+            bound = f"between {low:,} and {high:,}" if high is not None else f">= {low:,}"
+            raise argparse.ArgumentTypeError(f"must be {bound}{hint}, got {value:,}")
+        return value
+
+    return parse
+
+
+def _int_list(item: Callable[[str], int]) -> Callable[[str], list[int]]:
+    def parse(text: str) -> list[int]:
+        values = [item(part.strip()) for part in text.split(",") if part.strip()]
+        if not values:
+            raise argparse.ArgumentTypeError("expected a comma-separated list, e.g. 224,362,512")
+        return values
+
+    return parse
+
+
+def _choice_list(choices: tuple[str, ...]) -> Callable[[str], list[str]]:
+    def parse(text: str) -> list[str]:
+        values = [part.strip() for part in text.split(",") if part.strip()]
+        bad = [v for v in values if v not in choices]
+        if bad or not values:
+            raise argparse.ArgumentTypeError(f"choose from {','.join(choices)} (comma-separated), got {text!r}")
+        return values
+
+    return parse
+
+
+_size = _bounded_int(2 * 6 + 1, MAX_SIZE, " (more than twice the 6 px pad)")
+_points = _bounded_int(1, MAX_POINTS)
+_threads = _bounded_int(1, None)
+
+
+def _add_threads(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--threads", type=_threads, default=None, metavar="N",
+                        help=f"render threads (default: all {render.cpu_count()} cores)")  # fmt: skip
+
+
+# --- render -------------------------------------------------------------------------------------------------------
+
+
+def _configure_render(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-o", "--output", required=True, type=Path, help="PNG file to write")
+    parser.add_argument("--columns", type=_bounded_int(1, MAX_COLUMNS), default=6,
+                        help="distinct random systems, one per column (default 6)")  # fmt: skip
+    parser.add_argument("--size", type=_size, default=128, help="tile size in px (default 128)")
+    parser.add_argument("--seed", type=_bounded_int(0, None), default=0, help="seed of everything random (default 0)")
+    parser.add_argument("--points", type=_points, default=100_000, help="points per IFS image (default 100000)")
+    _add_threads(parser)
+
+
+def _run_render(args: argparse.Namespace) -> int:
+    output: Path = args.output
+    if not output.parent.is_dir():
+        raise _UsageError(f"output directory {output.parent} does not exist; create it or choose another -o path")
+    start = time.perf_counter()
+    result = preview.render_preview(args.columns, args.size, args.seed, args.points, args.threads)
+    result.image.save(output, format="PNG")
+    width, height = result.image.size
+    layout = result.layout
+    _say(f"wrote {output}")
+    _say(f"grid: {layout.rows} rows x {layout.columns} columns of {args.size} px tiles, {width}x{height} px")
+    _say(f"IFS systems: {len(result.search.systems)} accepted of {result.search.candidates} candidates searched "
+         f"(fill >= {preview.FILL_THRESHOLD})")  # fmt: skip
+    _say(f"elapsed: {time.perf_counter() - start:.2f} s")
+    return 0
+
+
+# --- bench --------------------------------------------------------------------------------------------------------
+
+
+def _configure_bench_render(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--sizes", type=_int_list(_size), default=list(bench.SIZES), metavar="PX,...",
+                        help="image sizes (default 224,362,512)")  # fmt: skip
+    parser.add_argument("--points", type=_int_list(_points), default=list(bench.POINTS), metavar="N,...",
+                        help="points per image (default 100000,200000)")  # fmt: skip
+    parser.add_argument("--modes", type=_choice_list(bench.MODES), default=list(bench.MODES), metavar="MODE,...",
+                        help=f"render modes (default {','.join(bench.MODES)})")  # fmt: skip
+    parser.add_argument("--rasters", type=_choice_list(bench.RASTERS), default=list(bench.RASTERS),
+                        metavar="RASTER,...", help=f"raster variants (default {','.join(bench.RASTERS)})")  # fmt: skip
+    _add_threads(parser)
+    parser.add_argument("--json", type=Path, default=None, metavar="FILE", help="also write rows and machine as JSON")
+    parser.add_argument("--no-baseline", dest="baseline", action="store_false",
+                        help="skip the numpy/Python reference baseline")  # fmt: skip
+
+
+def _run_bench_render(args: argparse.Namespace) -> int:
+    if args.json is not None and not args.json.parent.is_dir():
+        raise _UsageError(f"--json directory {args.json.parent} does not exist; create it or choose another path")
+    settings = bench.RenderSettings(args.sizes, args.points, args.modes, args.rasters, args.threads, args.baseline)
+    machine = bench.machine_info()
+    _say(bench.render_header(machine, settings))
+    _say()
+    _say(bench.render_table_head(settings))
+    start = time.perf_counter()
+    rows = bench.run_render_bench(settings, on_row=lambda row: _say(bench.render_table_row(row, settings.baseline)))
+    _say()
+    _say(f"{len(rows)} rows in {time.perf_counter() - start:.1f} s")
+    if args.json is not None:
+        bench.write_json(args.json, rows, machine, settings)
+        _say(f"wrote {args.json}")
+    return 0
+
+
+BENCH_COMMANDS: dict[str, Command] = {
+    "render": Command(
+        run=_run_bench_render,
+        help="IFS render throughput per mode, raster, size and point count",
+        configure=_configure_bench_render,
+    ),
+}
+
+COMMANDS: dict[str, Command] = {
+    "render": Command(
+        run=_run_render,
+        help="write a labelled preview grid (PNG) of every renderer and raster variant",
+        configure=_configure_render,
+    ),
+    "bench": Command(run=None, help="benchmarks: render", subcommands=BENCH_COMMANDS),
+}
+
+
+# --- plumbing -----------------------------------------------------------------------------------------------------
+
+
+class _UsageError(Exception):
+    """A problem with the user's input found after parsing (exit code 2)."""
+
+
+def _add_commands(parser: argparse.ArgumentParser, commands: Mapping[str, Command], dest: str) -> None:
+    sub = parser.add_subparsers(dest=dest, required=True, metavar="{" + ",".join(commands) + "}")
+    for verb, command in commands.items():
+        child = sub.add_parser(verb, help=command.help, description=command.help)
+        if command.configure is not None:
+            command.configure(child)
+        if command.subcommands is not None:
+            _add_commands(child, command.subcommands, f"{dest}_{verb}")
+        else:
+            child.set_defaults(run=command.run)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every verb in :data:`COMMANDS`."""
+    parser = argparse.ArgumentParser(prog=PROG, description="Formula-driven image rendering for ViT pre-training.")
+    parser.add_argument("--version", action="version", version=f"{PROG} {bench.dist_version(PROG)}")
+    _add_commands(parser, COMMANDS, "verb")
+    return parser
+
+
+def _exit_code(code: object) -> int:
+    if code is None:
+        return 0
+    return code if isinstance(code, int) else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit status (argparse's 2 for bad flags, 0 for ``--help``/``--version``)."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as stop:  # argparse has printed its message already
+        return _exit_code(stop.code)
+    try:
+        return args.run(args)
+    except (_UsageError, ValueError, TypeError) as err:
+        sys.stderr.write(f"{PROG}: error: {err}\n")
+        return 2
+    except (RuntimeError, OSError) as err:
+        sys.stderr.write(f"{PROG}: error: {err}\n")
+        return 1

@@ -1,0 +1,104 @@
+"""`fdsl_app bench render` end to end at a tiny size, and its numpy baseline against the renderer it measures."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from fdsl_app import bench, cli, render
+
+ROW_FIELDS = {
+    "mode", "raster", "size", "points", "seconds_per_image", "ns_per_point", "images_per_s_one_core",
+    "images_per_s_all_cores", "threads", "batch", "baseline_seconds_per_image", "baseline_ns_per_point",
+    "baseline_images_per_s", "speedup",
+}  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def quick_timing(monkeypatch):
+    """Time each figure briefly: these tests check the plumbing, not the speed."""
+    monkeypatch.setattr(bench, "MIN_SECONDS", 0.005)
+    monkeypatch.setattr(bench, "MIN_REPEATS", 2)
+
+
+def test_bench_render_end_to_end(tmp_path, capsys):
+    path = tmp_path / "bench.json"
+    argv = ["bench", "render", "--sizes", "32", "--points", "2000", "--modes", "fast", "--rasters", "point,patch"]
+    assert cli.main([*argv, "--threads", "2", "--json", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "**Machine:**" in out and "median" in out and "single core only" in out
+    assert "| fast | point | 32 | 2,000 |" in out and "| fast | patch | 32 | 2,000 |" in out
+
+    doc = json.loads(path.read_text())
+    assert {"cpu_model", "cores", "fast_kernel", "build_flags", "versions"} <= set(doc["machine"])
+    assert doc["machine"]["fast_kernel"] == render.fast_kernel() and doc["method"]["statistic"] == "median"
+    rows = doc["rows"]
+    assert [(r["mode"], r["raster"], r["size"], r["points"]) for r in rows] == [
+        ("fast", "point", 32, 2000), ("fast", "patch", 32, 2000),
+    ]  # fmt: skip
+    for row in rows:
+        assert set(row) == ROW_FIELDS
+        numbers = {k: v for k, v in row.items() if k not in ("mode", "raster")}
+        assert all(v > 0 for v in numbers.values()), numbers
+        assert row["threads"] == 2 and row["batch"] >= 8 and row["batch"] % 8 == 0
+        assert row["speedup"] == pytest.approx(row["baseline_seconds_per_image"] / row["seconds_per_image"])
+        assert row["ns_per_point"] == pytest.approx(row["seconds_per_image"] / 2000 * 1e9)
+        assert row["images_per_s_one_core"] == pytest.approx(1 / row["seconds_per_image"])
+        assert row["baseline_images_per_s"] == pytest.approx(1 / row["baseline_seconds_per_image"])
+
+
+def test_bench_render_without_baseline(capsys):
+    argv = ["bench", "render", "--sizes", "24", "--points", "500", "--modes", "reference", "--rasters", "density"]
+    assert cli.main([*argv, "--no-baseline"]) == 0
+    out = capsys.readouterr().out
+    assert "Baseline" not in out and "speed-up" not in out and "| reference | density | 24 | 500 |" in out
+
+
+@pytest.mark.parametrize(
+    "flag, value",
+    [("--sizes", "8"), ("--sizes", "64,x"), ("--points", "0"), ("--modes", "exact"), ("--rasters", "dots"),
+     ("--threads", "0")],
+)  # fmt: skip
+def test_bad_bench_flags_name_the_flag(capsys, flag, value):
+    assert cli.main(["bench", "render", flag, value]) == 2
+    assert f"argument {flag}" in capsys.readouterr().err
+
+
+# The baseline is the reference algorithm: where the renderer is deterministic it must agree pixel for pixel.
+
+
+@pytest.fixture(scope="module")
+def systems():
+    return bench.bench_systems(count=3)
+
+
+@pytest.mark.parametrize("raster", ["point", "full_patch"])
+def test_baseline_draws_what_reference_mode_draws(systems, raster):
+    size, points = 64, 3000
+    params, n_maps = render.pack_systems(systems)
+    ours = render.render_ifs(params, np.empty((3, size, size), np.uint8), n_maps=n_maps, n_points=points, raster=raster)
+    for system, image in zip(systems, ours, strict=True):
+        rows, cols = bench.baseline_pixels(bench.baseline_chain(system, points), size)
+        np.testing.assert_array_equal(bench.baseline_draw(rows, cols, size, raster, np.random.default_rng(0)), image)
+
+
+def test_baseline_patch_is_last_writer_wins(systems):
+    size, points = 40, 400
+    rows, cols = bench.baseline_pixels(bench.baseline_chain(systems[0], points), size)
+    got = bench.baseline_draw(rows, cols, size, "patch", np.random.default_rng(7))
+    # The same masks, pasted one point at a time with their zeros, like the reference's PIL paste.
+    masks = np.random.default_rng(7).integers(1, 512, len(rows))
+    want = np.zeros((size, size), np.uint8)
+    for r, c, m in zip(rows, cols, masks, strict=True):
+        want[r + 1 : r + 4, c + 1 : c + 4] = [[bench.GRAY * int(b) for b in f"{m:09b}"[i : i + 3]] for i in (0, 3, 6)]
+    np.testing.assert_array_equal(got, np.flipud(want))
+
+
+def test_baseline_density_peaks_at_255(systems):
+    rows, cols = bench.baseline_pixels(bench.baseline_chain(systems[1], 2000), 32)
+    image = bench.baseline_draw(rows, cols, 32, "density", np.random.default_rng(0))
+    hit = np.zeros((32, 32), bool)
+    hit[rows, cols] = True
+    assert image.max() == 255 and not np.flipud(image)[~hit].any()
