@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
+import fdsl_app
 from fdsl_app import cli, preview, render
 
 TILE = 48
@@ -80,8 +83,11 @@ def test_version(capsys):
     assert capsys.readouterr().out.startswith("fdsl_app ")
 
 
-def test_python_dash_m_runs_the_cli():
-    done = subprocess.run([sys.executable, "-m", "fdsl_app", "--version"], capture_output=True, text=True, check=False)
+def test_python_dash_m_runs_the_cli(tmp_path):
+    # The child imports the same fdsl_app as this process (installed, or a source tree with the built module).
+    env = {**os.environ, "PYTHONPATH": str(Path(fdsl_app.__file__).parent.parent)}
+    command = [sys.executable, "-m", "fdsl_app", "--version"]
+    done = subprocess.run(command, capture_output=True, text=True, check=False, cwd=tmp_path, env=env)
     assert done.returncode == 0 and done.stdout.startswith("fdsl_app ")
 
 

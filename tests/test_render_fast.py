@@ -47,16 +47,18 @@ def test_generic_and_avx2_kernels_give_identical_bytes():
     if render.fast_kernel() != "avx2":
         pytest.skip("this CPU has no AVX2: only the generic kernel exists here")
     code = (
-        "import numpy as np, hashlib, sys; sys.path.insert(0, 'tests');"
+        "import numpy as np, hashlib;"
         "from test_render_fast import contractive_systems; from fdsl_app import render;"
         "out = np.empty((6, 64, 64), np.uint8);"
         "render.render_ifs(contractive_systems(6, 3), out, mode='fast', seeds=range(6), n_points=30_011, chains=24);"
         "print(render.fast_kernel(), hashlib.sha256(out.tobytes()).hexdigest())"
     )
-    root = os.path.dirname(os.path.dirname(__file__))
+    here = os.path.dirname(os.path.abspath(__file__))
+    # The children import the same fdsl_app as this process (installed, or a source tree with the built module).
+    path = os.pathsep.join([os.path.dirname(os.path.dirname(render.__file__)), here])
     runs = {
         flag: subprocess.run(
-            [sys.executable, "-c", code], cwd=root, env={**os.environ, "FDSL_FORCE_GENERIC": flag},
+            [sys.executable, "-c", code], cwd=here, env={**os.environ, "FDSL_FORCE_GENERIC": flag, "PYTHONPATH": path},
             capture_output=True, text=True, check=True,
         ).stdout.split()
         for flag in ("0", "1")
