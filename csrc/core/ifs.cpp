@@ -19,6 +19,21 @@ void fast_chain_kernel(const IfsSystem&, uint64_t, int64_t, const FastChainOptio
 }
 #endif
 
+namespace {
+
+// choice[k] = the first j with u[k] <= cum[j] (n_maps if none), counted as the number of cum[j] < u[k], which is
+// the same since cum is non-decreasing. Vectorised over k, off the chain's critical path.
+FDSL_MULTIVERSION
+void choose_maps(const double* u, int64_t n, const double* cum, int n_maps, int32_t* choice) {
+    for (int64_t k = 0; k < n; ++k) choice[k] = 0;
+    for (int m = 0; m < n_maps; ++m) {
+        const double c = cum[m];
+        for (int64_t k = 0; k < n; ++k) choice[k] += u[k] > c ? 1 : 0;
+    }
+}
+
+}  // namespace
+
 void reference_chain(const IfsSystem& system, uint32_t seed, int64_t n, double* xs, double* ys, double bounds[4]) {
     const int n_maps = system.n_maps;
     double cum[kMaxMaps], a[kMaxMaps], b[kMaxMaps], c[kMaxMaps], d[kMaxMaps], e[kMaxMaps], f[kMaxMaps];
@@ -34,13 +49,14 @@ void reference_chain(const IfsSystem& system, uint32_t seed, int64_t n, double* 
     // Uniforms come in blocks, drawn ahead of the chain: the chain is latency-bound and the generator is not.
     constexpr int64_t kBlock = 256;
     double u[kBlock];
+    int32_t choice[kBlock];
     double lo_x = 0.0, hi_x = 0.0, lo_y = 0.0, hi_y = 0.0;  // the origin is point 0
     for (int64_t t0 = 1; t0 < n; t0 += kBlock) {
         const int64_t k_end = std::min(kBlock, n - t0);
         rng.fill_doubles(u, k_end);
+        choose_maps(u, k_end, cum, n_maps, choice);
         for (int64_t k = 0; k < k_end; ++k) {
-            int j = 0;  // first j with u <= cum[j], counted branch-free (cum is non-decreasing)
-            for (int m = 0; m < n_maps; ++m) j += u[k] > cum[m];
+            const int j = choice[k];
             if (j < n_maps) {
                 const double nx = x * a[j] + y * b[j] + e[j];
                 const double ny = x * c[j] + y * d[j] + f[j];
@@ -99,9 +115,9 @@ void map_axis(const double* v, int64_t n, double lo, double span, double scale, 
     for (int64_t i = 0; i < n; ++i) pixel[i] = int32_t((v[i] - lo) / span * scale + pad);
 }
 
-// The common case in one pass: every point finite and each axis' minimum <= 0 (the origin is a point), so after the
-// shift every value lies in [0, span] and, rounding being monotone, every pixel in [pad, size - pad] (pad >= 1).
-bool fast_path_applies(const double* xs, const double* ys, int64_t n, const double b[4], int pad) {
+}  // namespace
+
+bool reference_points_regular(const double* xs, const double* ys, int64_t n, const double b[4], int pad) {
     if (n == 0 || pad < 1 || std::isnan(xs[n - 1]) || std::isnan(ys[n - 1])) return false;  // NaN never recovers
     for (int k = 0; k < 4; ++k)
         if (!std::isfinite(b[k])) return false;
@@ -109,16 +125,19 @@ bool fast_path_applies(const double* xs, const double* ys, int64_t n, const doub
            b[3] > b[2];
 }
 
-}  // namespace
+void reference_map_regular(const double* xs, const double* ys, int64_t count, const double bounds[4], int width,
+                           int height, int pad, int32_t* cols, int32_t* rows) {
+    // Same operations as scale_axis: shift by the (negative or zero) minimum, then v / span * scale + pad.
+    const double lo_x = bounds[0], lo_y = bounds[2];
+    const double span_x = (bounds[1] - lo_x) - (lo_x - lo_x), span_y = (bounds[3] - lo_y) - (lo_y - lo_y);
+    map_axis(xs, count, lo_x, span_x, double(width - 2 * pad), double(pad), cols);
+    map_axis(ys, count, lo_y, span_y, double(height - 2 * pad), double(pad), rows);
+}
 
 int64_t reference_pixels(double* xs, double* ys, int64_t n, const double bounds[4], int width, int height, int pad,
                          int32_t* cols, int32_t* rows) {
-    if (fast_path_applies(xs, ys, n, bounds, pad)) {
-        // Same operations as scale_axis: shift by the (negative or zero) minimum, then v / span * scale + pad.
-        const double lo_x = bounds[0], lo_y = bounds[2];
-        const double span_x = (bounds[1] - lo_x) - (lo_x - lo_x), span_y = (bounds[3] - lo_y) - (lo_y - lo_y);
-        map_axis(xs, n, lo_x, span_x, double(width - 2 * pad), double(pad), cols);
-        map_axis(ys, n, lo_y, span_y, double(height - 2 * pad), double(pad), rows);
+    if (reference_points_regular(xs, ys, n, bounds, pad)) {
+        reference_map_regular(xs, ys, n, bounds, width, height, pad, cols, rows);
         return n;
     }
     n = drop_nan_run(xs, ys, n);

@@ -31,6 +31,14 @@ void reference_chain(const IfsSystem& system, uint32_t seed, int64_t n, double* 
 int64_t reference_pixels(double* xs, double* ys, int64_t n, const double bounds[4], int width, int height, int pad,
                          int32_t* cols, int32_t* rows);
 
+// The common case, checked in O(1) from the chain's bounds: every point finite and each axis' minimum <= 0 (the
+// origin is a point), so after the shift every value lies in [0, span] and, rounding being monotone, every pixel in
+// [pad, size - pad] (pad >= 1). Then reference_map_regular() maps any range of points, e.g. in cache-sized chunks,
+// to the same pixels as reference_pixels().
+bool reference_points_regular(const double* xs, const double* ys, int64_t n, const double bounds[4], int pad);
+void reference_map_regular(const double* xs, const double* ys, int64_t count, const double bounds[4], int width,
+                           int height, int pad, int32_t* cols, int32_t* rows);
+
 struct FastChainOptions {
     int chains = 16;                   // independent chains interleaved, a multiple of 8 (the SIMD width)
     int burn_in = 20;                  // steps each chain runs before its points are kept

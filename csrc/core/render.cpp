@@ -1,6 +1,7 @@
 #include "core/render.hpp"
 
 #include <algorithm>
+#include <memory>
 #include <vector>
 
 #include "core/threads.hpp"
@@ -12,19 +13,25 @@ namespace {
 constexpr int64_t kChunk = 2048;
 
 // Per-thread buffers, allocated before the threads start so that an allocation failure reaches the caller.
+// An uninitialised array: every element is written before it is read, so zero-filling megabytes would be waste.
+template <class T>
+struct Buffer {
+    std::unique_ptr<T[]> memory;
+    explicit Buffer(int64_t n = 0) : memory(n > 0 ? new T[size_t(n)] : nullptr) {}
+    T* data() { return memory.get(); }
+};
+
 struct Scratch {
-    std::vector<double> xd, yd;
-    std::vector<float> xf, yf;
-    std::vector<int32_t> cols, rows;
+    Buffer<double> xd, yd;  // reference chain
+    Buffer<float> xf, yf;   // fast chain
+    Buffer<int32_t> cols, rows;
     RasterScratch raster;
     Scratch(const IfsRenderOptions& o, int height, int width)
-        : raster(height, width, RasterOptions{o.raster, o.color, 0}) {
-        // Fast mode maps points to pixels in chunks that stay in L1; reference mode compacts all points at once.
-        const int64_t pixel_buffer = o.mode == Mode::Reference ? o.n_points : std::min(o.n_points, kChunk);
-        cols.resize(pixel_buffer), rows.resize(pixel_buffer);
-        if (o.mode == Mode::Reference) xd.resize(o.n_points), yd.resize(o.n_points);
-        else xf.resize(o.n_points), yf.resize(o.n_points);
-    }
+        : xd(o.mode == Mode::Reference ? o.n_points : 0), yd(o.mode == Mode::Reference ? o.n_points : 0),
+          xf(o.mode == Mode::Fast ? o.n_points : 0), yf(o.mode == Mode::Fast ? o.n_points : 0),
+          // Pixels are mapped in chunks that stay in L1, except in the rare irregular reference case (NaN rule),
+          // which compacts all points at once.
+          cols(o.n_points), rows(o.n_points), raster(height, width, RasterOptions{o.raster, o.color, 0}) {}
 };
 
 // Renders one image into `canvas` (points, pixels, raster); returns the number of points drawn.
@@ -35,9 +42,18 @@ int64_t render_one(const IfsSystem& system, uint64_t seed, uint64_t patch_seed, 
     if (o.mode == Mode::Reference) {
         double bounds[4];
         reference_chain(system, uint32_t(seed), n, s.xd.data(), s.yd.data(), bounds);
-        n = reference_pixels(s.xd.data(), s.yd.data(), n, bounds, canvas.width, canvas.height, o.pad, s.cols.data(),
-                             s.rows.data());
-        raster.draw(s.cols.data(), s.rows.data(), n, 0);
+        if (reference_points_regular(s.xd.data(), s.yd.data(), n, bounds, o.pad)) {
+            for (int64_t first = 0; first < n; first += kChunk) {
+                const int64_t k = std::min(kChunk, n - first);
+                reference_map_regular(s.xd.data() + first, s.yd.data() + first, k, bounds, canvas.width,
+                                      canvas.height, o.pad, s.cols.data(), s.rows.data());
+                raster.draw(s.cols.data(), s.rows.data(), k, first);
+            }
+        } else {
+            n = reference_pixels(s.xd.data(), s.yd.data(), n, bounds, canvas.width, canvas.height, o.pad,
+                                 s.cols.data(), s.rows.data());
+            raster.draw(s.cols.data(), s.rows.data(), n, 0);
+        }
     } else {
         float bbox[4];
         fast_chain(system, seed, n, o.fast, s.xf.data(), s.yf.data(), bbox);

@@ -37,6 +37,19 @@ inline uint32_t bounded(uint32_t h, uint32_t n) { return static_cast<uint32_t>((
 // Uniform double in [0, 1) with 53 random bits from a 64-bit value.
 inline double unit_double(uint64_t h) { return static_cast<double>(h >> 11) * (1.0 / 9007199254740992.0); }
 
+// MT19937 building blocks (rng.cpp holds the block loops, vectorised, with AVX2 clones).
+inline uint32_t mt19937_temper(uint32_t y) {
+    y ^= y >> 11;
+    y ^= (y << 7) & 0x9D2C5680u;
+    y ^= (y << 15) & 0xEFC60000u;
+    return y ^ (y >> 18);
+}
+inline double mt19937_double(uint32_t a, uint32_t b) { return (a * 67108864.0 + b) / 9007199254740992.0; }
+// Regenerates the 624-word state.
+void mt19937_twist(uint32_t* state);
+// out[i] = the double of words 2i, 2i+1 (tempered), i < count.
+void mt19937_doubles(const uint32_t* words, int64_t count, double* out);
+
 // MT19937 seeded like numpy's legacy np.random.seed(int) (init_genrand), drawing doubles like
 // RandomState.random(): (a >> 5, b >> 6) -> (a * 2^26 + b) / 2^53.
 class Mt19937 {
@@ -63,30 +76,17 @@ class Mt19937 {
                 continue;
             }
             const int64_t k = std::min<int64_t>(count, (kN - index_) / 2);
-            const uint32_t* words = state_ + index_;
-            for (int64_t i = 0; i < k; ++i) out[i] = to_double(temper(words[2 * i]) >> 5, temper(words[2 * i + 1]) >> 6);
+            mt19937_doubles(state_ + index_, k, out);
             out += k, count -= k, index_ += uint32_t(2 * k);
         }
     }
 
   private:
     static constexpr uint32_t kN = 624, kM = 397;
-    static uint32_t temper(uint32_t y) {
-        y ^= y >> 11;
-        y ^= (y << 7) & 0x9D2C5680u;
-        y ^= (y << 15) & 0xEFC60000u;
-        return y ^ (y >> 18);
-    }
-    static double to_double(uint32_t a, uint32_t b) { return (a * 67108864.0 + b) / 9007199254740992.0; }
-    static uint32_t twist_one(uint32_t cur, uint32_t next, uint32_t far) {
-        const uint32_t y = (cur & 0x80000000u) | (next & 0x7FFFFFFFu);
-        return far ^ (y >> 1) ^ ((y & 1u) ? 0x9908B0DFu : 0u);
-    }
+    static uint32_t temper(uint32_t y) { return mt19937_temper(y); }
+    static double to_double(uint32_t a, uint32_t b) { return mt19937_double(a, b); }
     void twist() {
-        uint32_t i = 0;
-        for (; i < kN - kM; ++i) state_[i] = twist_one(state_[i], state_[i + 1], state_[i + kM]);
-        for (; i < kN - 1; ++i) state_[i] = twist_one(state_[i], state_[i + 1], state_[i + kM - kN]);
-        state_[kN - 1] = twist_one(state_[kN - 1], state_[0], state_[kM - 1]);
+        mt19937_twist(state_);
         index_ = 0;
     }
     uint32_t state_[kN];
