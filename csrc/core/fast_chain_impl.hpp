@@ -32,85 +32,105 @@ static inline vf gather(vf, const float* table, vi j) {
 }
 #endif
 
+// The per-system tables and one chain step for a vector of kLanes chains.
+struct ChainStep {
+    alignas(32) float coef[6][8] = {};  // a b c d e f, one lane per map
+    vf ta = {}, tb = {}, tc = {}, td = {}, te = {}, tf = {};  // the same tables in registers (AVX2: all 8 maps)
+    int32_t thresholds[fdsl::kMaxMaps - 1] = {};  // cumulative probabilities on a 2^24 grid
+    int n_thresholds = 0;
+    vf start_x = {}, start_y = {};
+
+    ChainStep(const fdsl::IfsSystem& system, bool start_at_fixed_point) {
+        const int n_maps = system.n_maps;
+        double total = 0.0, cum = 0.0;
+        for (int k = 0; k < n_maps; ++k) {
+            const fdsl::AffineMap& m = system.maps[k];
+            const double values[6] = {m.a, m.b, m.c, m.d, m.e, m.f};
+            for (int q = 0; q < 6; ++q) coef[q][k] = float(values[q]);
+            total += m.p;
+        }
+        std::memcpy(&ta, coef[0], sizeof ta), std::memcpy(&tb, coef[1], sizeof tb);
+        std::memcpy(&tc, coef[2], sizeof tc), std::memcpy(&td, coef[3], sizeof td);
+        std::memcpy(&te, coef[4], sizeof te), std::memcpy(&tf, coef[5], sizeof tf);
+        n_thresholds = n_maps - 1;
+        for (int k = 0; k < n_thresholds; ++k) {
+            cum += system.maps[k].p / total;
+            thresholds[k] = int32_t(std::lround(cum * 16777216.0));
+        }
+        double x0 = 0.0, y0 = 0.0;
+        if (start_at_fixed_point) fdsl::fixed_point(system.maps[0], &x0, &y0);
+        start_x = vf{} + float(x0), start_y = vf{} + float(y0);
+    }
+
+    // One step of the chains keyed by `key` at step counter `weyl` (= step * golden ratio).
+    inline void operator()(uint32_t weyl, vu key, vf& x, vf& y) const {
+        constexpr float kLimit = 1e8f;
+        const vi r = (vi)(vmix32(weyl ^ key) >> 8);
+        vi j = {};
+        for (int k = 0; k < n_thresholds; ++k) j -= (r >= thresholds[k]);  // map = thresholds <= r
+        vf nx = x * gather(ta, coef[0], j) + y * gather(tb, coef[1], j) + gather(te, coef[4], j);
+        vf ny = x * gather(tc, coef[2], j) + y * gather(td, coef[3], j) + gather(tf, coef[5], j);
+        // Divergence guard: |v| <= limit is false for NaN too, so NaN and inf restart the chain.
+        const vi ok = (nx <= kLimit) & (nx >= -kLimit) & (ny <= kLimit) & (ny >= -kLimit);
+        x = vselect(ok, nx, start_x);
+        y = vselect(ok, ny, start_y);
+    }
+};
+
+// Steps [s0, s1), in which every chain keeps its point: stored step-major, bounds tracked per lane.
+void run_kept_steps(const ChainStep& step, int groups, vf* gx, vf* gy, const vu* key, int64_t s0, int64_t s1,
+                    int64_t burn_in, float* xs, float* ys, vf bounds[4]) {
+    const int64_t chains = int64_t(groups) * kLanes;
+    vf lo_x = bounds[0], hi_x = bounds[1], lo_y = bounds[2], hi_y = bounds[3];
+    for (int64_t s = s0; s < s1; ++s) {
+        const uint32_t weyl = uint32_t(s) * 0x9E3779B9u;
+        float* out_x = xs + (s - burn_in) * chains;
+        float* out_y = ys + (s - burn_in) * chains;
+        for (int g = 0; g < groups; ++g) {
+            step(weyl, key[g], gx[g], gy[g]);
+            const vf cx = gx[g], cy = gy[g];
+            std::memcpy(out_x + g * kLanes, &cx, sizeof cx);
+            std::memcpy(out_y + g * kLanes, &cy, sizeof cy);
+            lo_x = cx < lo_x ? cx : lo_x, hi_x = cx > hi_x ? cx : hi_x;
+            lo_y = cy < lo_y ? cy : lo_y, hi_y = cy > hi_y ? cy : hi_y;
+        }
+    }
+    bounds[0] = lo_x, bounds[1] = hi_x, bounds[2] = lo_y, bounds[3] = hi_y;
+}
+
 void fast_chain_kernel(const fdsl::IfsSystem& system, uint64_t seed, int64_t n, const fdsl::FastChainOptions& opt,
                        float* xs, float* ys, float bbox[4]) {
-    constexpr float kLimit = 1e8f;
-    const int n_maps = system.n_maps;
-    // Per-map coefficient tables, one lane per map, gathered per chain with a variable shuffle.
-    alignas(32) float coef[6][8] = {};
-    for (int k = 0; k < n_maps; ++k) {
-        const fdsl::AffineMap& m = system.maps[k];
-        const double values[6] = {m.a, m.b, m.c, m.d, m.e, m.f};
-        for (int q = 0; q < 6; ++q) coef[q][k] = float(values[q]);
-    }
-    vf ta = {}, tb = {}, tc = {}, td = {}, te = {}, tf = {};  // whole tables in registers (AVX2: 8 lanes)
-    std::memcpy(&ta, coef[0], sizeof ta), std::memcpy(&tb, coef[1], sizeof tb), std::memcpy(&tc, coef[2], sizeof tc);
-    std::memcpy(&td, coef[3], sizeof td), std::memcpy(&te, coef[4], sizeof te), std::memcpy(&tf, coef[5], sizeof tf);
-    // Integer thresholds of the cumulative probabilities on a 2^24 grid; map = number of thresholds <= r.
-    int32_t thresholds[fdsl::kMaxMaps - 1];
-    double total = 0.0;
-    for (int k = 0; k < n_maps; ++k) total += system.maps[k].p;
-    double cum = 0.0;
-    for (int k = 0; k < n_maps - 1; ++k) {
-        cum += system.maps[k].p / total;
-        thresholds[k] = int32_t(std::lround(cum * 16777216.0));
-    }
-    double x0 = 0.0, y0 = 0.0;
-    if (opt.start_at_fixed_point) fdsl::fixed_point(system.maps[0], &x0, &y0);
-    const vf start_x = vf{} + float(x0), start_y = vf{} + float(y0);
-
+    const ChainStep step(system, opt.start_at_fixed_point);
     const int groups = opt.chains / kLanes;
-    const int64_t steps = (n + opt.chains - 1) / opt.chains;
+    const int64_t steps = (n + opt.chains - 1) / opt.chains, full_steps = n / opt.chains;
     constexpr int kMaxGroups = 256 / kLanes;
     vf gx[kMaxGroups], gy[kMaxGroups];
     vu key[kMaxGroups];
     for (int g = 0; g < groups; ++g) {
-        gx[g] = start_x, gy[g] = start_y;
+        gx[g] = step.start_x, gy[g] = step.start_y;
         for (int l = 0; l < kLanes; ++l) key[g][l] = uint32_t(fdsl::stream_key(seed, uint64_t(g * kLanes + l)));
     }
-    vf lo_x = vf{} + INFINITY, hi_x = vf{} - INFINITY, lo_y = lo_x, hi_y = hi_x;
-    const int64_t total_steps = opt.burn_in + steps;
-    for (int64_t s = 0; s < total_steps; ++s) {
-        const uint32_t weyl = uint32_t(s) * 0x9E3779B9u;
-        const bool keep = s >= opt.burn_in;
-        const int64_t base = (s - opt.burn_in) * opt.chains;
-        const bool full = keep && base + opt.chains <= n;
-        for (int g = 0; g < groups; ++g) {
-            const vi r = (vi)(vmix32(weyl ^ key[g]) >> 8);
-            vi j = {};
-            for (int k = 0; k < n_maps - 1; ++k) j -= (r >= thresholds[k]);
-            const vf x = gx[g], y = gy[g];
-            vf nx = x * gather(ta, coef[0], j) + y * gather(tb, coef[1], j) + gather(te, coef[4], j);
-            vf ny = x * gather(tc, coef[2], j) + y * gather(td, coef[3], j) + gather(tf, coef[5], j);
-            // Divergence guard: |v| <= limit is false for NaN too, so NaN and inf restart the chain.
-            const vi ok = (nx <= kLimit) & (nx >= -kLimit) & (ny <= kLimit) & (ny >= -kLimit);
-            nx = vselect(ok, nx, start_x);
-            ny = vselect(ok, ny, start_y);
-            gx[g] = nx, gy[g] = ny;
-            if (full) {
-                std::memcpy(xs + base + g * kLanes, &nx, sizeof nx);
-                std::memcpy(ys + base + g * kLanes, &ny, sizeof ny);
-                lo_x = nx < lo_x ? nx : lo_x, hi_x = nx > hi_x ? nx : hi_x;
-                lo_y = ny < lo_y ? ny : lo_y, hi_y = ny > hi_y ? ny : hi_y;
-            } else if (keep) {  // last, partial step: keep only the points below n
-                for (int l = 0; l < kLanes; ++l) {
-                    const int64_t i = base + g * kLanes + l;
-                    if (i >= n) break;
-                    xs[i] = nx[l], ys[i] = ny[l];
-                }
-            }
-        }
-    }
+    for (int64_t s = 0; s < opt.burn_in; ++s)  // burn-in: points not kept
+        for (int g = 0; g < groups; ++g) step(uint32_t(s) * 0x9E3779B9u, key[g], gx[g], gy[g]);
+
+    vf bounds[4] = {vf{} + INFINITY, vf{} - INFINITY, vf{} + INFINITY, vf{} - INFINITY};
+    const int64_t s0 = opt.burn_in, s1 = opt.burn_in + full_steps;
+    run_kept_steps(step, groups, gx, gy, key, s0, s1, opt.burn_in, xs, ys, bounds);
     float b[4] = {INFINITY, -INFINITY, INFINITY, -INFINITY};
     for (int l = 0; l < kLanes; ++l) {
-        b[0] = std::fmin(b[0], lo_x[l]), b[1] = std::fmax(b[1], hi_x[l]);
-        b[2] = std::fmin(b[2], lo_y[l]), b[3] = std::fmax(b[3], hi_y[l]);
+        b[0] = std::fmin(b[0], bounds[0][l]), b[1] = std::fmax(b[1], bounds[1][l]);
+        b[2] = std::fmin(b[2], bounds[2][l]), b[3] = std::fmax(b[3], bounds[3][l]);
     }
-    const int64_t tail = (steps - 1) * opt.chains;
-    if (n % opt.chains != 0) {
-        for (int64_t i = tail; i < n; ++i) {
-            b[0] = std::fmin(b[0], xs[i]), b[1] = std::fmax(b[1], xs[i]);
-            b[2] = std::fmin(b[2], ys[i]), b[3] = std::fmax(b[3], ys[i]);
+    if (steps > full_steps) {  // the last, partial step keeps only the points below n
+        const int64_t s = opt.burn_in + full_steps, base = full_steps * opt.chains;
+        for (int g = 0; g < groups; ++g) {
+            step(uint32_t(s) * 0x9E3779B9u, key[g], gx[g], gy[g]);
+            for (int l = 0; l < kLanes && base + g * kLanes + l < n; ++l) {
+                const float px = gx[g][l], py = gy[g][l];
+                xs[base + g * kLanes + l] = px, ys[base + g * kLanes + l] = py;
+                b[0] = std::fmin(b[0], px), b[1] = std::fmax(b[1], px);
+                b[2] = std::fmin(b[2], py), b[3] = std::fmax(b[3], py);
+            }
         }
     }
     std::memcpy(bbox, b, sizeof b);
