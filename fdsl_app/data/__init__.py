@@ -1,0 +1,1 @@
+"""Datasets and LightningDataModules: formula families rendered on the fly."""
