@@ -13,6 +13,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from fdsl_app import render
+from fdsl_app.families.contours import sample_rcdb_params, sample_visualatom_params
 
 #: FractalDB's category filter: share of non-zero pixels of a 512 px, 100k point, pad 6 point render.
 FILL_THRESHOLD = 0.2
@@ -91,47 +92,6 @@ def search_fractaldb_systems(
                 systems.append(system)
                 fills.append(float(rate))
     return SearchResult(systems, fills, drawn)
-
-
-def _randint(rng: np.random.Generator, low: int, high: int) -> int:
-    """Python's ``random.randint``: both ends included (the contour scripts use Python's ``random``)."""
-    return int(rng.integers(low, high, endpoint=True))
-
-
-def _contour_fields(**fields: float) -> np.ndarray:
-    return np.array([float(fields.get(name, 0.0)) for name in render.CONTOUR_FIELDS])
-
-
-def sample_rcdb_params(rng: np.random.Generator) -> np.ndarray:
-    """One RCDB category (spec section 6), as a row in :data:`fdsl_app.render.CONTOUR_FIELDS` order.
-
-    The vertex count is ``int(Exp(mean 100))`` resampled until 3..200 (the reference allows 3..200 too: 2 < n).
-    """
-    n = 0
-    while not 3 <= n <= 200:
-        n = int(rng.exponential(100.0))
-    return _contour_fields(
-        n_vertices=n, n_contours=_randint(rng, 1, 200), perlin_amp=rng.uniform(0, 4), line_width=rng.uniform(0, 0.1),
-        radius=_randint(rng, 0, 100), oval_x=rng.uniform(1, 2), oval_y=rng.uniform(1, 2),
-        center_x=(CANVAS + _randint(rng, -400, 400)) / 2, center_y=(CANVAS + _randint(rng, -400, 400)) / 2,
-    )  # fmt: skip
-
-
-def sample_visualatom_params(rng: np.random.Generator) -> np.ndarray:
-    """One VisualAtom category (spec section 7), as a row in :data:`fdsl_app.render.CONTOUR_FIELDS` order.
-
-    The two sine frequencies differ unless the first is 0.
-    """
-    n1 = _randint(rng, 0, 20)
-    n2 = _randint(rng, 0, 20)
-    while n1 != 0 and n2 == n1:
-        n2 = _randint(rng, 0, 20)
-    return _contour_fields(
-        n_vertices=_randint(rng, 200, 1000), n_contours=_randint(rng, 1, 200), perlin_amp=rng.uniform(0, 4),
-        line_width=rng.uniform(0, 0.1), radius=_randint(rng, 10, 60), oval_x=rng.uniform(1, 2),
-        oval_y=rng.uniform(1, 2), center_x=(CANVAS + _randint(rng, -512, 512)) / 2,
-        center_y=(CANVAS + _randint(rng, -512, 512)) / 2, freq1=n1, freq2=n2,
-    )  # fmt: skip
 
 
 # --- image grid -----------------------------------------------------------------------------------------------

@@ -11,3 +11,6 @@ __all__ = [
     "RENDER_SETTINGS", "ClassParams", "Family", "create_family", "family_class", "list_families", "load_params",
     "make_settings", "register_family", "save_params",
 ]  # fmt: skip
+
+# Family modules register themselves on import.
+from fdsl_app.families import contours  # noqa: E402, F401
