@@ -14,7 +14,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import NamedTuple
 
-from fdsl_app import bench, preview, render
+from fdsl_app import bench, cli_families, preview, render
+from fdsl_app.cli_families import UsageError as _UsageError
 
 PROG = "fdsl_app"
 MAX_SIZE = 2048
@@ -88,12 +89,18 @@ def _add_threads(parser: argparse.ArgumentParser) -> None:
 
 
 def _configure_render(parser: argparse.ArgumentParser) -> None:
+    cli_families.add_family_arguments(parser, family_required=False)
     parser.add_argument("-o", "--output", required=True, type=Path, help="PNG file to write")
+    parser.add_argument("--classes", type=_bounded_int(1, MAX_COLUMNS), default=4,
+                        help="with a family: classes shown, one per row (default 4)")  # fmt: skip
+    parser.add_argument("--per-class", type=_bounded_int(1, MAX_COLUMNS), default=6,
+                        help="with a family: samples per class, one per column (default 6)")  # fmt: skip
     parser.add_argument("--columns", type=_bounded_int(1, MAX_COLUMNS), default=6,
-                        help="distinct random systems, one per column (default 6)")  # fmt: skip
-    parser.add_argument("--size", type=_size, default=128, help="tile size in px (default 128)")
-    parser.add_argument("--seed", type=_bounded_int(0, None), default=0, help="seed of everything random (default 0)")
-    parser.add_argument("--points", type=_points, default=100_000, help="points per IFS image (default 100000)")
+                        help="without a family: distinct random systems, one per column (default 6)")  # fmt: skip
+    parser.add_argument("--size", type=_size, default=None,
+                        help="tile size in px (default: 128, or the family's image_size)")  # fmt: skip
+    parser.add_argument("--points", type=_points, default=100_000,
+                        help="without a family: points per IFS image (default 100000)")  # fmt: skip
     _add_threads(parser)
 
 
@@ -101,6 +108,11 @@ def _run_render(args: argparse.Namespace) -> int:
     output: Path = args.output
     if not output.parent.is_dir():
         raise _UsageError(f"output directory {output.parent} does not exist; create it or choose another -o path")
+    if args.family is not None or args.params is not None:
+        return cli_families.render_family(args)
+    if args.settings:
+        raise _UsageError("--set needs a family: `fdsl_app render FAMILY --set key=value -o grid.png`")
+    args.size = args.size or 128
     start = time.perf_counter()
     result = preview.render_preview(args.columns, args.size, args.seed, args.points, args.threads)
     result.image.save(output, format="PNG")
@@ -159,20 +171,31 @@ BENCH_COMMANDS: dict[str, Command] = {
 }
 
 COMMANDS: dict[str, Command] = {
+    "families": Command(
+        run=cli_families.run_families,
+        help="list the formula families",
+        configure=cli_families.configure_families,
+    ),
+    "search": Command(
+        run=cli_families.run_search,
+        help="generate a family's class parameters (FractalDB: the category search) into a file",
+        configure=cli_families.configure_search,
+    ),
     "render": Command(
         run=_run_render,
-        help="write a labelled preview grid (PNG) of every renderer and raster variant",
+        help="write a labelled grid (PNG): samples of a family, or without one every renderer and raster variant",
         configure=_configure_render,
+    ),
+    "export": Command(
+        run=cli_families.run_export,
+        help="write a family's dataset to disk: PNG in class folders, or WebDataset shards",
+        configure=cli_families.configure_export,
     ),
     "bench": Command(run=None, help="benchmarks: render", subcommands=BENCH_COMMANDS),
 }
 
 
 # --- plumbing -----------------------------------------------------------------------------------------------------
-
-
-class _UsageError(Exception):
-    """A problem with the user's input found after parsing (exit code 2)."""
 
 
 def _add_commands(parser: argparse.ArgumentParser, commands: Mapping[str, Command], dest: str) -> None:

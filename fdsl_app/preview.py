@@ -13,6 +13,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from fdsl_app import render
+from fdsl_app.data.keys import sample_keys
+from fdsl_app.families.base import ClassParams, Family
 from fdsl_app.families.contours import sample_rcdb_params, sample_visualatom_params
 
 #: FractalDB's category filter: share of non-zero pixels of a 512 px, 100k point, pad 6 point render.
@@ -290,3 +292,36 @@ def render_preview(
     heads = [f"N={n}, fill {f:.2f}" for n, f in zip(n_maps, search.fill_rates, strict=True)]
     image = image_grid(tiles, labels, heads)
     return Preview(image, grid_layout(len(tiles), columns, (size, size), labels, heads), search)
+
+
+# --- one family ---------------------------------------------------------------------------------------------------
+
+
+def family_grid(
+    family: Family, params: ClassParams, classes: int, per_class: int, seed: int = 0, threads: int | None = None
+) -> Image.Image:
+    """A labelled grid of samples as the model sees them: a row per class, instances spread over the class.
+
+    Classes are spread evenly over the family's classes; sample ``i`` is rendered from the key of (seed, epoch 0,
+    its dataset index), as the on-the-fly dataset renders it.
+    """
+    if not 1 <= classes <= family.num_classes or per_class < 1:
+        raise ValueError(f"classes must be in [1, {family.num_classes}] and per_class >= 1, got {classes}, {per_class}")
+    ipc = family.instances_per_class
+    rows = np.unique(np.linspace(0, family.num_classes - 1, classes).round().astype(np.int64))
+    spread = np.arange(per_class, dtype=np.int64) * ipc // per_class  # evenly over the instances
+    # More columns than instances (1p-frac, OFDB: one image per class): the extra columns show later epochs.
+    columns = spread if per_class <= ipc else np.arange(per_class, dtype=np.int64) % ipc
+    epochs = np.zeros(per_class, np.int64) if per_class <= ipc else np.arange(per_class, dtype=np.int64) // ipc
+    cls, inst = np.repeat(rows, per_class), np.tile(columns, len(rows))
+    epoch = np.tile(epochs, len(rows))
+    index = cls * ipc + inst
+    keys = np.empty(len(index), np.uint64)
+    for e in np.unique(epoch):
+        keys[epoch == e] = sample_keys(seed, int(e), index[epoch == e])
+    out = family.render(params, cls, inst, keys, family.new_batch(len(index)), threads=threads)
+    tiles = out.reshape(len(rows), per_class, *out.shape[1:])
+    labels = [f"class {c}" for c in rows]
+    suffix = [f", epoch {e}" if per_class > ipc else "" for e in epochs]
+    column_labels = [f"instance {i}{tail}" for i, tail in zip(columns, suffix, strict=True)]
+    return image_grid([list(row) for row in tiles], labels, column_labels)

@@ -44,7 +44,8 @@ class ClassParams:
 
     @property
     def num_classes(self) -> int:
-        return int(next(iter(self.arrays.values())).shape[0]) if self.arrays else 0
+        """Classes defined: every family has a ``classes`` setting."""
+        return int(self.settings["classes"])
 
 
 class Family(ABC):
@@ -120,6 +121,10 @@ class Family(ABC):
         if differ:
             detail = ", ".join(f"{k}: file {theirs.get(k)!r} vs {mine.get(k)!r}" for k in differ)
             raise ValueError(f"parameter file was generated with other {self.name} settings ({detail})")
+
+    def file_stem(self, cls: int, instance: int) -> str:
+        """File name (without suffix) of a sample in an export, unique within its class folder."""
+        return f"{cls:05d}_{instance:04d}"
 
     def sample_count(self) -> int:
         return self.num_classes * self.instances_per_class

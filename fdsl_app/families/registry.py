@@ -63,6 +63,10 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
     """Accept `value` for a field of type `hint` (int for float, list for tuple), else TypeError."""
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
+    if origin is typing.Literal:
+        if value not in args:
+            raise ValueError(f"{where} must be one of {', '.join(repr(a) for a in args)}, got {value!r}")
+        return value
     if origin is typing.Union or str(origin) == "<class 'types.UnionType'>":
         if value is None and type(None) in args:
             return None
