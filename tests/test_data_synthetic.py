@@ -170,15 +170,25 @@ def test_labels_are_class_ids() -> None:
 
 
 def test_samples_per_epoch_wraps_around_classes() -> None:
-    dataset = make_dataset(samples_per_epoch=13)  # base length 6
+    dataset = make_dataset(samples_per_epoch=13)  # base length 6, stride coprime with 6
     assert len(dataset) == 13
     images, labels = dataset.render_batch(range(13))
-    assert labels.tolist() == [(i % 6) // 2 for i in range(13)]
+    base = [i * dataset.stride % 6 for i in range(13)]
+    assert labels.tolist() == [b // 2 for b in base]
+    assert sorted(base[:6]) == list(range(6))  # any 6 consecutive positions cover the family once
     # The second pass draws the same (class, instance) afresh: the key is per position, not per base index.
-    assert not torch.equal(images[0], images[6])
-    # Epoch 1 starts at global index 13, not 6.
+    assert base[0] == base[6] and not torch.equal(images[0], images[6])
+    # Epoch 1 starts at global index 13 and continues the walk where epoch 0 stopped.
     assert decode_index(13, len(dataset)) == (1, 0)
-    assert dataset.labels([13]).tolist() == [0]
+    assert dataset.labels([13]).tolist() == [13 * dataset.stride % 6 // 2]
+
+
+def test_short_epochs_walk_through_the_whole_family() -> None:
+    dataset = make_dataset(samples_per_epoch=4)  # base length 6: an epoch sees 4 samples
+    epochs = [sorted(dataset.labels(range(e * 4, e * 4 + 4)).tolist()) for e in range(3)]
+    assert all(len(set(labels)) >= 2 for labels in epochs)  # each epoch spans several classes
+    seen = dataset.labels(range(12)).tolist()
+    assert sorted(seen) == sorted([c for c in range(3) for _ in range(4)])  # 2 passes: every sample twice
 
 
 def test_rejects_bad_dataset_arguments() -> None:

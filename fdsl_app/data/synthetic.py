@@ -6,12 +6,14 @@ family: ``num_classes * instances_per_class``). The index a sampler hands to the
     global_index = epoch * len(dataset) + i        # 0 <= i < len(dataset)
 
 so a persistent DataLoader worker, which keeps its copy of the dataset across epochs and never sees
-``set_epoch``, still knows the epoch of every sample. ``i`` maps to the family's base index ``b = i % base_length``
-(samples past one pass wrap around the classes again), ``class = b // instances_per_class`` (also the label) and
-``instance = b % instances_per_class``. Every random choice of a sample (chain seeds, patch masks, noise) derives
-from ``sample_keys(seed, epoch, i)``, a counter-based hash, never from worker, thread or process state: the same
-(seed, epoch, i) gives the same bytes with any number of workers, persistent or not, processes or nodes, and a
-later epoch (or the second wrap within an epoch) redraws whatever the family draws at random.
+``set_epoch``, still knows the epoch of every sample. ``i`` maps to the family's base index ``b`` (``b = i`` when an
+epoch is one pass over the family; with another ``samples_per_epoch``, ``b = (epoch * len + i) * stride mod
+base_length`` for a stride coprime with the base length, so consecutive epochs walk through the whole family, every
+epoch spreads over all classes, and a long epoch wraps around them), ``class = b // instances_per_class`` (also the
+label) and ``instance = b % instances_per_class``. Every random choice of a sample (chain seeds, patch masks,
+noise) derives from ``sample_keys(seed, epoch, i)``, a counter-based hash, never from worker, thread or process
+state: the same (seed, epoch, i) gives the same bytes with any number of workers, persistent or not, processes or
+nodes, and a later epoch (or the second wrap within an epoch) redraws whatever the family draws at random.
 ``dataset[i]`` with ``i < len(dataset)`` is therefore sample ``i`` of epoch 0.
 
 Batches. ``__getitems__`` (which the DataLoader calls with a whole batch of indices) renders the batch with one
@@ -93,6 +95,7 @@ class FormulaDataset(Dataset[Sample]):
         self.seed = int(seed)
         self.base_length = base
         self.length = samples_per_epoch if samples_per_epoch is not None else base
+        self.stride = _coprime_stride(base)
         self.channels_first = channels_first
 
     def __len__(self) -> int:
@@ -116,7 +119,10 @@ class FormulaDataset(Dataset[Sample]):
         if flat.size and flat.min() < 0:
             raise IndexError(f"sample indices must be >= 0 (epoch * len + i), got {int(flat.min())}")
         epochs, positions = np.divmod(flat, self.length)
-        classes, instances = np.divmod(positions % self.base_length, self.family.instances_per_class)
+        base = (
+            positions if self.length == self.base_length else (flat % self.base_length) * self.stride % self.base_length
+        )
+        classes, instances = np.divmod(base, self.family.instances_per_class)
         return epochs, positions, classes, instances
 
     def labels(self, indices: Sequence[int] | np.ndarray) -> np.ndarray:
@@ -159,6 +165,14 @@ class FormulaDataset(Dataset[Sample]):
 
     def __getitem__(self, index: int) -> Sample:
         return self.__getitems__([index])[0]
+
+
+def _coprime_stride(n: int) -> int:
+    """A stride near 0.618 n with gcd(stride, n) = 1: stepping by it visits every residue once, classes interleaved."""
+    stride = max(1, round(0.6180339887 * n))
+    while math.gcd(stride, n) != 1:
+        stride += 1
+    return stride
 
 
 def _new_buffer(shape: tuple[int, ...]) -> torch.Tensor:

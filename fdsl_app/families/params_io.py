@@ -56,13 +56,16 @@ def load_params(path: str | Path, family: str | None = None) -> ClassParams:
     if not path.is_file():
         raise ValueError(f"parameter file {path} does not exist")
     try:
-        with np.load(path, allow_pickle=False) as data:
+        with open(path, "rb") as f, np.load(f, allow_pickle=False) as data:
             if _HEADER not in data.files:
-                raise ValueError(f"{path} is not an fdsl_app parameter file (no header); `fdsl_app search` writes one")
-            header = json.loads(bytes(data[_HEADER]).decode())
-            arrays = {name: data[name] for name in header["arrays"]}
-    except (zipfile.BadZipFile, OSError, EOFError, KeyError, json.JSONDecodeError, UnicodeDecodeError) as err:
+                header = None
+            else:
+                header = json.loads(bytes(data[_HEADER]).decode())
+                arrays = {name: data[name] for name in header["arrays"]}
+    except (zipfile.BadZipFile, OSError, EOFError, KeyError, ValueError, AttributeError, UnicodeDecodeError) as err:
         raise ValueError(f"parameter file {path} is corrupt or truncated ({type(err).__name__}: {err})") from None
+    if header is None:
+        raise ValueError(f"{path} is not an fdsl_app parameter file (no header); `fdsl_app search` writes one")
     if header.get("format", 0) > FORMAT:
         raise ValueError(
             f"parameter file {path} has format {header['format']}, newer than this fdsl_app reads ({FORMAT}); "
