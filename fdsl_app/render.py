@@ -42,6 +42,8 @@ ContourStyle = Literal["rcdb", "visualatom"]
 #: numpy legacy seed that FractalDB's ``calculate()`` uses for every image.
 REFERENCE_SEED = 100
 MAX_MAPS = 8
+#: Most points per image (the C++ core's limit).
+MAX_POINTS = 10_000_000
 CONTOUR_FIELDS = (
     "n_vertices", "n_contours", "perlin_amp", "line_width", "radius",
     "oval_x", "oval_y", "center_x", "center_y", "freq1", "freq2",

@@ -27,8 +27,8 @@ import numpy as np
 from tqdm import tqdm
 
 from fdsl_app import render as renderer
-from fdsl_app.data.keys import derive
 from fdsl_app.families.base import ClassParams, Family
+from fdsl_app.families.ifs_render import IfsRenderSettings, check_render_settings, render_systems
 from fdsl_app.families.params_io import package_version
 from fdsl_app.families.registry import register_family
 
@@ -38,13 +38,11 @@ SEARCH_BATCH = 256
 CANDIDATES_PER_CLASS = 500
 #: Row of the weight table that leaves the category unchanged (the published files list a's factors around it).
 IDENTITY_ROW = 2
-MODES = ("reference", "fast")
-RASTERS = ("point", "patch", "union_patch", "full_patch", "density")
-_MAX_POINTS = 10_000_000
+_MAX_POINTS = renderer.MAX_POINTS
 
 
 @dataclass
-class IFSSearchSettings:
+class IFSSearchSettings(IfsRenderSettings):
     """Settings shared by FractalDB and 2D-OFDB: the category search and how instances are drawn."""
 
     classes: int = 1000
@@ -69,16 +67,6 @@ class IFSSearchSettings:
     """Folder of published category CSVs (%05d.csv, rows a,b,c,d,e,f[,p]) to read instead of searching."""
     max_candidates: int = 0
     """Candidates the search may examine before giving up; 0 = 500 x classes."""
-    image_size: int = 362
-    """Side in px of a rendered sample."""
-    n_points: int = 200_000
-    """Points per rendered sample."""
-    mode: str = "reference"
-    """Renderer mode: "reference" (the published renderer exactly) or "fast" (interleaved chains)."""
-    raster: str = "patch"
-    """Raster variant: point, patch (FractalDB), union_patch, full_patch or density."""
-    color: bool = False
-    """Colour points by FractalDB's colour wheel instead of gray."""
 
 
 @dataclass
@@ -253,11 +241,7 @@ class IFSSearchFamily(Family):
         self._require(1 <= s.search_points <= _MAX_POINTS, "search_points", f"in 1..{_MAX_POINTS:_}")
         self._require(0.0 < s.weight_delta < math.inf, "weight_delta", "a finite number > 0")
         self._require(s.max_candidates >= 0, "max_candidates", "an int >= 0 (0: 500 x classes)")
-        self._require(s.image_size > 12, "image_size", "an int > 12 (the render pads 6 px each side)")
-        self._require(1 <= s.n_points <= _MAX_POINTS, "n_points", f"in 1..{_MAX_POINTS:_}")
-        self._require(s.mode in MODES, "mode", f"one of {', '.join(MODES)}")
-        self._require(s.raster in RASTERS, "raster", f"one of {', '.join(RASTERS)}")
-        self._require(not (s.color and s.raster == "density"), "color", "False with raster density (gray only)")
+        check_render_settings(self.name, s)
         self._require(s.csv_dir is None or Path(s.csv_dir).is_dir(), "csv_dir", "None or an existing folder")
 
     def _require(self, ok: bool, setting: str, allowed: str) -> None:
@@ -459,12 +443,7 @@ class IFSSearchFamily(Family):
         rows, flips = self.instance_layout(instances)
         systems = params.arrays["params"][classes]  # fancy indexing copies: scaling never touches `params`
         systems[..., :6] *= weight_table(s.weight_delta)[rows][:, None, :]
-        # FractalDB re-seeds its chain with 100 for every image; fast mode draws a chain per sample instead.
-        seeds = renderer.REFERENCE_SEED if s.mode == "reference" else derive(keys, 0)
-        return renderer.render_ifs(
-            systems, out, seeds=seeds, patch_seeds=derive(keys, 1), n_maps=params.arrays["n_maps"][classes],
-            n_points=s.n_points, mode=s.mode, raster=s.raster, color=s.color, flips=flips, threads=threads,
-        )  # fmt: skip
+        return render_systems(s, systems, params.arrays["n_maps"][classes], keys, out, flips=flips, threads=threads)
 
     def _check_batch(
         self, params: ClassParams, classes: np.ndarray, instances: np.ndarray, keys: np.ndarray, out: np.ndarray

@@ -35,16 +35,14 @@ from typing import Any
 
 import numpy as np
 
-from fdsl_app.data.keys import derive
 from fdsl_app.families import sampling
 from fdsl_app.families.base import ClassParams, Family
+from fdsl_app.families.ifs_render import IfsRenderSettings, check_render_settings, render_systems
 from fdsl_app.families.params_io import package_version
 from fdsl_app.families.registry import register_family
 from fdsl_app.render import MAX_MAPS, REFERENCE_SEED, render_ifs
 
 PERTURBATIONS = ("multiplicative", "additive")
-MODES = ("reference", "fast")
-RASTERS = ("point", "patch", "union_patch", "full_patch", "density")
 
 #: The released code's fill check: 512 px, 100k points, pixel values > 1.
 FILL_SIZE = 512
@@ -56,7 +54,7 @@ _FILL_BATCH = 64
 
 
 @dataclass
-class OnePFracSettings:
+class OnePFracSettings(IfsRenderSettings):
     """Settings of 1p-frac.
 
     The paper states the perturbation additively (``epsilon in [-Delta/2, Delta/2]^6`` per map), the released code
@@ -86,11 +84,8 @@ class OnePFracSettings:
     perturbation: str = "multiplicative"
     fill_threshold: float = 0.05
     max_redraws: int = 100
-    image_size: int = 512
+    image_size: int = 512  # the released code renders 512 px with 100k points
     n_points: int = 100_000
-    mode: str = "reference"
-    raster: str = "patch"
-    color: bool = False
 
 
 @register_family
@@ -117,11 +112,7 @@ class OnePFrac(Family):
             )
         _require(0 <= s.fill_threshold < 1, "fill_threshold", s.fill_threshold, "in [0, 1)")
         _require(s.max_redraws >= 0, "max_redraws", s.max_redraws, ">= 0")
-        _require(s.image_size > 12, "image_size", s.image_size, "> 12 (the render has a 6 px border)")
-        _require(1 <= s.n_points <= 10_000_000, "n_points", s.n_points, "in 1..10,000,000")
-        _require(s.mode in MODES, "mode", s.mode, f"one of {MODES}")
-        _require(s.raster in RASTERS, "raster", s.raster, f"one of {RASTERS}")
-        _require(not (s.color and s.raster == "density"), "color", s.color, "False with raster='density'")
+        check_render_settings(self.name, s)
 
     @property
     def num_classes(self) -> int:
@@ -232,23 +223,9 @@ class OnePFrac(Family):
         *,
         threads: int | None = None,
     ) -> np.ndarray:
-        s = self.settings
         classes = np.asarray(classes, np.int64)
-        keys = np.asarray(keys, np.uint64)
-        # Reference mode re-seeds every chain with 100 as the released code; only the patch masks vary by key.
-        seeds: Any = REFERENCE_SEED if s.mode == "reference" else derive(keys, 0)
-        return render_ifs(
-            params.arrays["params"][classes],
-            out,
-            seeds=seeds,
-            patch_seeds=derive(keys, 1),
-            n_maps=params.arrays["n_maps"][classes],
-            n_points=s.n_points,
-            mode=s.mode,
-            raster=s.raster,
-            color=s.color,
-            threads=threads,
-        )
+        systems, n_maps = params.arrays["params"][classes], params.arrays["n_maps"][classes]
+        return render_systems(self.settings, systems, n_maps, np.asarray(keys, np.uint64), out, threads=threads)
 
 
 def measure_fill(params: np.ndarray, *, threads: int | None = None) -> np.ndarray:
