@@ -1,0 +1,260 @@
+"""Typed run configuration: dataclasses merged with YAML files and ``key=value`` overrides through omegaconf.
+
+A run is ``RunCfg``: ``model``, ``data`` (with its ``augment``), ``optim``, ``trainer`` and ``log`` sections. A
+YAML file may list other YAML files to start from (``defaults: [model/vit_tiny_32.yaml, ...]``, relative to the
+``configs/`` folder or to the file itself); later files and then the dotlist overrides win. An unknown key, a
+wrong type or a value outside its allowed set fails at load with the key's full path and what it accepts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
+
+CONFIGS_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+def _choice(section: str, name: str, value: Any, allowed: tuple[Any, ...]) -> None:
+    if value not in allowed:
+        raise ValueError(f"{section}.{name} must be one of {', '.join(map(repr, allowed))}, got {value!r}")
+
+
+def _at_least(section: str, name: str, value: float | None, low: float) -> None:
+    if value is not None and value < low:
+        raise ValueError(f"{section}.{name} must be >= {low}, got {value!r}")
+
+
+@dataclass
+class ModelCfg:
+    """The network: any timm model by name, or one of the small-image variants fdsl_app registers."""
+
+    name: str = "vit_tiny_patch4_32"  # timm name; fdsl_app adds vit_{nano,tiny}_patch4_32 for CPU runs
+    drop_path: float = 0.1  # stochastic depth rate
+    init_from: str | None = None  # checkpoint to fine-tune from: head dropped, position embeddings resized
+    pretrained: bool = False  # timm's own weights (needs them in the local cache: no downloads at run time)
+
+    def __post_init__(self) -> None:
+        _at_least("model", "drop_path", self.drop_path, 0.0)
+
+
+@dataclass
+class AugmentCfg:
+    """DeiT-style augmentation (timm), per recipe."""
+
+    mean: list[float] = field(default_factory=lambda: [0.5, 0.5, 0.5])
+    std: list[float] = field(default_factory=lambda: [0.5, 0.5, 0.5])
+    scale: list[float] = field(default_factory=lambda: [0.08, 1.0])  # random resized crop area
+    hflip: float = 0.5
+    vflip: float = 0.0
+    rand_augment: str | None = "rand-m9-mstd0.5-inc1"  # timm RandAugment spec, None to disable
+    re_prob: float = 0.25  # random erasing probability
+    mixup: float = 0.8  # mixup alpha (0 disables)
+    cutmix: float = 1.0  # cutmix alpha (0 disables)
+    mixup_switch_prob: float = 0.5
+    label_smoothing: float = 0.1
+
+    def __post_init__(self) -> None:
+        for name in ("hflip", "vflip", "re_prob", "mixup_switch_prob", "label_smoothing"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"data.augment.{name} must be in [0, 1], got {value!r}")
+        for name in ("mixup", "cutmix"):
+            _at_least("data.augment", name, getattr(self, name), 0.0)
+        if len(self.scale) != 2 or not 0 < self.scale[0] <= self.scale[1] <= 1:
+            raise ValueError(f"data.augment.scale must be [low, high] with 0 < low <= high <= 1, got {self.scale}")
+        if len(self.mean) != len(self.std) or any(s <= 0 for s in self.std):
+            raise ValueError("data.augment.mean and std must have one entry per channel, and std > 0")
+
+
+DATA_SOURCES = ("family", "cifar10", "cifar100", "imagenet100", "folder")
+
+
+@dataclass
+class DataCfg:
+    """Where samples come from and how they are batched."""
+
+    source: str = "family"  # one of DATA_SOURCES
+    family: str = "onepfrac"  # source=family: a registered family (fdsl_app families)
+    settings: dict[str, Any] = field(default_factory=dict)  # source=family: family settings (--set of the CLI)
+    params: str | None = None  # source=family: a parameter file from `fdsl_app search`
+    param_seed: int = 0  # source=family without params: seed of generate()
+    samples_per_epoch: int | None = None  # source=family: samples per epoch (default: one pass)
+    root: str | None = None  # real data: dataset folder
+    image_size: int = 32  # training resolution
+    batch_size: int = 64  # GLOBAL batch: per-device batch = batch_size / (devices * nodes * accumulate)
+    num_workers: int = 0
+    pin_memory: bool = False
+    persistent_workers: bool = False
+    augment: AugmentCfg = field(default_factory=AugmentCfg)
+
+    def __post_init__(self) -> None:
+        _choice("data", "source", self.source, DATA_SOURCES)
+        _at_least("data", "image_size", self.image_size, 8)
+        _at_least("data", "batch_size", self.batch_size, 1)
+        _at_least("data", "num_workers", self.num_workers, 0)
+        _at_least("data", "samples_per_epoch", self.samples_per_epoch, 1)
+        if self.persistent_workers and self.num_workers == 0:
+            raise ValueError("data.persistent_workers=true needs data.num_workers >= 1")
+        if self.source != "family" and self.root is None:
+            raise ValueError(f"data.root must name the {self.source} folder (data.source={self.source})")
+
+
+@dataclass
+class OptimCfg:
+    """Optimiser and schedule: per-iteration linear warmup, then cosine to min_lr."""
+
+    name: str = "adamw"  # adamw or sgd
+    lr: float = 1e-3
+    # How lr scales with the global batch: "none" (fixed, as ExFractalDB/RCDB/VisualAtom pre-training) or
+    # "linear" (lr * global_batch / 512, as DeiT, 1p-frac and OFDB); warmup_lr and min_lr scale alike.
+    lr_scaling: str = "none"
+    weight_decay: float = 0.05  # not applied to norms, biases, position embeddings and tokens
+    momentum: float = 0.9  # sgd
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])  # adamw
+    warmup_epochs: float = 5.0
+    warmup_lr: float = 1e-6
+    min_lr: float = 1e-5
+    clip_grad: float | None = None  # gradient norm clipping
+    ema_decay: float | None = None  # keep an EMA of the weights (e.g. 0.99996)
+
+    def __post_init__(self) -> None:
+        _choice("optim", "name", self.name, ("adamw", "sgd"))
+        _choice("optim", "lr_scaling", self.lr_scaling, ("none", "linear"))
+        for name in ("lr", "weight_decay", "warmup_epochs", "warmup_lr", "min_lr"):
+            _at_least("optim", name, getattr(self, name), 0.0)
+        if self.ema_decay is not None and not 0 < self.ema_decay < 1:
+            raise ValueError(f"optim.ema_decay must be in (0, 1) or null, got {self.ema_decay}")
+
+
+@dataclass
+class TrainerCfg:
+    """Lightning Trainer settings."""
+
+    max_epochs: int = 1
+    max_steps: int = -1  # -1: by epochs
+    accelerator: str = "auto"
+    devices: Any = "auto"
+    num_nodes: int = 1
+    strategy: str = "auto"
+    precision: str = "auto"  # auto: bf16-mixed where the hardware has it, else 32-true
+    accumulate_grad_batches: int = 1
+    log_every_n_steps: int = 10
+    limit_train_batches: float | None = None
+    limit_val_batches: float | None = None
+    val_every_n_epochs: int = 1
+    checkpoint_every_n_steps: int | None = None  # also save `last` every n steps (preemption safety)
+    enable_progress_bar: bool = True
+
+    def __post_init__(self) -> None:
+        _at_least("trainer", "num_nodes", self.num_nodes, 1)
+        _at_least("trainer", "accumulate_grad_batches", self.accumulate_grad_batches, 1)
+        _at_least("trainer", "log_every_n_steps", self.log_every_n_steps, 1)
+
+
+@dataclass
+class LogCfg:
+    """Where metrics go: csv (default), wandb or none."""
+
+    backend: str = "csv"
+    project: str = "fdsl_app"
+    wandb_mode: str = "offline"  # online or offline (offline needs no network; `wandb sync` later)
+    sample_grid: bool = True  # save a grid of training samples as the model sees them
+
+    def __post_init__(self) -> None:
+        _choice("log", "backend", self.backend, ("csv", "wandb", "none"))
+        _choice("log", "wandb_mode", self.wandb_mode, ("online", "offline"))
+
+
+@dataclass
+class RunCfg:
+    """One experiment."""
+
+    name: str = "run"  # run directory: <root>/<name>
+    root: str = "runs"
+    seed: int = 0
+    resume: str | None = None  # "auto": newest checkpoint of the run directory; or a checkpoint path
+    task: str = "pretrain"  # pretrain or finetune (documentation and defaults only)
+    model: ModelCfg = field(default_factory=ModelCfg)
+    data: DataCfg = field(default_factory=DataCfg)
+    optim: OptimCfg = field(default_factory=OptimCfg)
+    trainer: TrainerCfg = field(default_factory=TrainerCfg)
+    log: LogCfg = field(default_factory=LogCfg)
+
+    def __post_init__(self) -> None:
+        _choice("(run)", "task", self.task, ("pretrain", "finetune"))
+        if self.resume is not None and self.resume != "auto" and not Path(self.resume).is_file():
+            raise ValueError(f"resume={self.resume!r} is neither 'auto' nor an existing checkpoint file")
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.root) / self.name
+
+
+def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> list[dict[str, Any]]:
+    """The file's mapping, preceded by those of the files its ``defaults`` list names (recursively)."""
+    if path in seen:
+        raise ValueError(f"config files include each other in a loop: {' -> '.join(map(str, (*seen, path)))}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except OSError as err:
+        raise ValueError(f"cannot read config file {path}: {err.strerror or err}") from None
+    except yaml.YAMLError as err:
+        raise ValueError(f"config file {path} is not valid YAML: {err}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"config file {path} must hold a mapping of keys, got {type(data).__name__}")
+    layers: list[dict[str, Any]] = []
+    for name in data.pop("defaults", None) or []:
+        candidates = [path.parent / name, CONFIGS_DIR / name]
+        found = next((c for c in candidates if c.is_file()), None)
+        if found is None:
+            raise ValueError(f"{path}: defaults entry {name!r} not found (looked in {path.parent} and {CONFIGS_DIR})")
+        layers += _read_yaml(found.resolve(), (*seen, path))
+    return [*layers, data]
+
+
+def _allowed_keys(schema: DictConfig, full_key: str) -> list[str]:
+    node: Any = schema
+    for part in full_key.split(".")[:-1]:
+        node = node.get(part) if isinstance(node, DictConfig) else None
+    return sorted(node.keys()) if isinstance(node, DictConfig) else []
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunCfg:
+    """The run configuration: defaults, then the YAML file (and its ``defaults``), then ``key=value`` overrides."""
+    schema = OmegaConf.structured(RunCfg)
+    layers = _read_yaml(Path(path).resolve()) if path is not None else []
+    try:
+        dotlist = OmegaConf.from_dotlist(list(overrides or []))
+    except OmegaConfBaseException as err:
+        raise ValueError(f"cannot read the overrides {overrides}: {err}") from None
+    try:
+        merged = OmegaConf.merge(schema, *layers, dotlist)
+        return OmegaConf.to_object(merged)  # runs the __post_init__ checks
+    except ConfigKeyError as err:
+        key = getattr(err, "full_key", None) or ""
+        allowed = _allowed_keys(schema, key)
+        close = difflib.get_close_matches(key.split(".")[-1], allowed, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ValueError(f"unknown config key {key!r}{hint}; allowed here: {', '.join(allowed)}") from None
+    except ValidationError as err:
+        key = getattr(err, "full_key", None) or "?"
+        detail = str(err).splitlines()[0]
+        raise ValueError(f"config key {key!r}: {detail}") from None
+    except OmegaConfBaseException as err:
+        raise ValueError(f"invalid config: {str(err).splitlines()[0]}") from None
+
+
+def to_yaml(cfg: RunCfg) -> str:
+    """The fully resolved configuration as YAML (what `--print-config` shows and a run directory keeps)."""
+    return OmegaConf.to_yaml(OmegaConf.structured(cfg))
+
+
+def to_dict(cfg: RunCfg) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
