@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import NamedTuple
 
-from fdsl_app import bench, cli_families, preview, render
+from fdsl_app import bench, cli_families, cli_train, preview, render
 from fdsl_app.cli_families import UsageError as _UsageError
 
 PROG = "fdsl_app"
@@ -171,6 +171,15 @@ BENCH_COMMANDS: dict[str, Command] = {
 }
 
 COMMANDS: dict[str, Command] = {
+    "fit": Command(
+        run=cli_train.run_fit,
+        help="train from a recipe (default: the quick start): fdsl_app fit --config RECIPE [key=value ...]",
+        configure=cli_train.configure_fit,
+    ),
+    "validate": Command(
+        run=cli_train.run_validate, help="validate a checkpoint", configure=cli_train.configure_evaluate
+    ),
+    "test": Command(run=cli_train.run_test, help="test a checkpoint", configure=cli_train.configure_evaluate),
     "families": Command(
         run=cli_families.run_families,
         help="list the formula families",

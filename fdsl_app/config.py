@@ -18,7 +18,16 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
-CONFIGS_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+def resource_dir(name: str) -> Path:
+    """``configs/`` or ``recipes/``: inside the installed package (the wheel carries them), else the source tree."""
+    here = Path(__file__).resolve().parent
+    return here / name if (here / name).is_dir() else here.parent / name
+
+
+CONFIGS_DIR = resource_dir("configs")
+RECIPES_DIR = resource_dir("recipes")
+QUICKSTART = RECIPES_DIR / "quickstart.yaml"
 
 
 def _choice(section: str, name: str, value: Any, allowed: tuple[Any, ...]) -> None:

@@ -271,7 +271,15 @@ class EpochSampler(DistributedSampler[int]):
         self.total_size = rounded * num_replicas
         self.num_samples = rounded
         self.epoch = 0
+        self._skip = 0
         self.set_epoch(epoch)
+
+    def skip_next(self, count: int) -> None:
+        """Make the next iteration start `count` indices into this rank's epoch: a resumed run continues mid-epoch
+        exactly where the checkpoint was taken, instead of repeating the epoch's first batches."""
+        if count < 0:
+            raise ValueError(f"count must be >= 0, got {count}")
+        self._skip = int(count)
 
     def set_epoch(self, epoch: int) -> None:
         """Make the next iteration yield epoch `epoch`."""
@@ -289,7 +297,8 @@ class EpochSampler(DistributedSampler[int]):
         order = self.epoch_order(self.epoch)
         if self.total_size > self.length:  # pad by repeating the start, several times over if the epoch is short
             order = np.resize(order, self.total_size)
-        mine = order[self.rank : self.total_size : self.num_replicas]
+        mine = order[self.rank : self.total_size : self.num_replicas][self._skip :]
+        self._skip = 0  # one-shot: the next epoch starts from its beginning
         return iter((mine + self.epoch * self.length).tolist())
 
     def __len__(self) -> int:

@@ -1,0 +1,91 @@
+"""The training verbs of the command line: ``fit``, ``validate`` and ``test``.
+
+``fdsl_app fit [--config RECIPE] [key=value ...]`` trains (with no config: the quick-start recipe);
+``--print-config`` shows the resolved configuration and exits. ``validate``/``test`` evaluate a checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from fdsl_app.config import QUICKSTART, RECIPES_DIR, load_config, to_yaml
+
+
+def _say(text: str = "") -> None:
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+def _recipe(text: str) -> Path:
+    """A recipe path, or the name of one in recipes/ (with or without .yaml)."""
+    path = Path(text)
+    for candidate in (path, RECIPES_DIR / text, RECIPES_DIR / f"{text}.yaml"):
+        if candidate.is_file():
+            return candidate
+    known = ", ".join(sorted(p.stem for p in RECIPES_DIR.glob("*.yaml"))) if RECIPES_DIR.is_dir() else "none"
+    raise argparse.ArgumentTypeError(f"no recipe {text!r} (a YAML path, or one of: {known})")
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=_recipe, default=None, metavar="RECIPE",
+                        help="recipe YAML (path or name in recipes/; default: the quick-start recipe)")  # fmt: skip
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. optim.lr=0.001")
+    parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+
+
+def configure_fit(parser: argparse.ArgumentParser) -> None:
+    _add_common(parser)
+
+
+def configure_evaluate(parser: argparse.ArgumentParser) -> None:
+    _add_common(parser)
+    parser.add_argument("--ckpt", type=Path, required=True, help="checkpoint to evaluate")
+
+
+def _load(args: argparse.Namespace):  # noqa: ANN202 - RunCfg
+    for item in args.overrides:
+        if "=" not in item:
+            raise ValueError(f"override {item!r} is not KEY=VALUE (e.g. optim.lr=0.001)")
+    return load_config(args.config or QUICKSTART, args.overrides)
+
+
+def run_fit(args: argparse.Namespace) -> int:
+    cfg = _load(args)
+    if args.print_config:
+        _say(to_yaml(cfg))
+        return 0
+    from fdsl_app.train import fit  # torch, timm and Lightning load only for training
+
+    result = fit(cfg)
+    _say(f"run directory: {result.run_dir}")
+    for key in ("train/loss_epoch", "val/loss", "val/top1", "val/top5"):
+        if key in result.metrics:
+            _say(f"{key}: {result.metrics[key]:.4f}")
+    if result.perf:
+        _say(f"images/s: {result.perf['perf/images_per_sec']:.0f}, waiting for data: "
+             f"{100 * result.perf['perf/data_wait']:.1f}% of step time")  # fmt: skip
+    _say(f"checkpoints: last {result.last_checkpoint}, best {result.best_checkpoint}")
+    _say(f"elapsed: {result.seconds:.0f} s")
+    return 0
+
+
+def _run_evaluate(args: argparse.Namespace, stage: str) -> int:
+    cfg = _load(args)
+    if args.print_config:
+        _say(to_yaml(cfg))
+        return 0
+    from fdsl_app.train import evaluate
+
+    for key, value in evaluate(cfg, args.ckpt, stage).items():
+        _say(f"{key}: {value:.4f}")
+    return 0
+
+
+def run_validate(args: argparse.Namespace) -> int:
+    return _run_evaluate(args, "validate")
+
+
+def run_test(args: argparse.Namespace) -> int:
+    return _run_evaluate(args, "test")

@@ -1,0 +1,215 @@
+"""Config -> datamodule, module, callbacks, loggers, Trainer -> fit; and validate/test of a checkpoint.
+
+A run lives in ``<root>/<name>/``: ``config.yaml`` (the resolved config), ``env.json`` (versions, git commit,
+renderer build), ``metrics.csv``, ``samples.png`` (a training batch as the model sees it), ``checkpoints/``
+(``last.ckpt`` and the best by ``val/top1``) and, with W&B, ``wandb/`` plus ``wandb_id`` so a resumed run continues
+the same W&B run. ``resume=auto`` continues from ``checkpoints/last.ckpt`` of a run with the same config.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import platform
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+import yaml
+from lightning.pytorch.callbacks import ModelCheckpoint
+
+from fdsl_app import render
+from fdsl_app.callbacks import ResumeDataPosition, SampleGrid, Throughput
+from fdsl_app.config import RunCfg, to_dict, to_yaml
+from fdsl_app.data.build import build_datamodule
+from fdsl_app.models.checkpoint import load_pretrained
+from fdsl_app.models.module import ClassifierModule, NonFiniteLossError, create_network
+
+log = logging.getLogger("fdsl_app")
+
+# Keys a resumed run may change: how long it runs and how it loads and logs, never what it learns from.
+_RESUME_FREE = {
+    "resume", "trainer.max_epochs", "trainer.max_steps", "trainer.enable_progress_bar", "trainer.devices",
+    "trainer.num_nodes", "trainer.strategy", "trainer.checkpoint_every_n_steps", "data.num_workers",
+    "data.pin_memory", "data.persistent_workers", "log.backend", "log.wandb_mode", "log.sample_grid",
+}  # fmt: skip
+
+
+@dataclass
+class FitResult:
+    """What a fit left behind."""
+
+    run_dir: Path
+    last_checkpoint: Path | None
+    best_checkpoint: Path | None
+    metrics: dict[str, float]
+    perf: dict[str, float]
+    seconds: float
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and key != "settings":
+            flat |= _flatten(value, f"{prefix}{key}.")
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def prepare_run_dir(cfg: RunCfg) -> tuple[Path, Path | None]:
+    """The run directory, and the checkpoint to resume from (None: a fresh run). Refuses to mix runs."""
+    run_dir = cfg.run_dir
+    saved = run_dir / "config.yaml"
+    last = run_dir / "checkpoints" / "last.ckpt"
+    if cfg.resume not in (None, "auto"):
+        resume_from: Path | None = Path(cfg.resume)
+    elif cfg.resume == "auto":
+        resume_from = last if last.is_file() else None
+    else:
+        resume_from = None
+    if saved.is_file():
+        if cfg.resume is None and last.is_file():
+            raise ValueError(
+                f"{run_dir} already holds a run with checkpoints; continue it with resume=auto, or start a new one "
+                "with another name=..."
+            )
+        old = _flatten(yaml.safe_load(saved.read_text()) or {})
+        new = _flatten(to_dict(cfg))
+        differ = sorted(k for k in old.keys() | new.keys() if k not in _RESUME_FREE and old.get(k) != new.get(k))
+        if differ and resume_from is not None:
+            detail = "; ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in differ[:6])
+            raise ValueError(f"{run_dir} belongs to a different config ({detail}); use another name=... for it")
+    try:
+        (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ValueError(f"cannot create run directory {run_dir}: {err.strerror or err}") from None
+    saved.write_text(to_yaml(cfg))
+    return run_dir, resume_from
+
+
+def environment() -> dict[str, Any]:
+    """What produced a run: package versions, git commit, renderer build, hardware."""
+    versions = {}
+    for name in ("fdsl_app", "torch", "torchvision", "timm", "lightning", "torchmetrics", "numpy", "wandb"):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
+                                cwd=Path(__file__).parent).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.CalledProcessError):
+        commit = None
+    gpus = range(torch.cuda.device_count()) if torch.cuda.is_available() else range(0)
+    cuda = [torch.cuda.get_device_name(i) for i in gpus]
+    return {
+        "versions": versions, "git_commit": commit, "python": platform.python_version(), "host": socket.gethostname(),
+        "renderer": {"build_flags": render.build_flags(), "fast_kernel": render.fast_kernel()},
+        "cpus": render.cpu_count(), "cuda_devices": cuda, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }  # fmt: skip
+
+
+def _precision(value: str) -> str:
+    if value != "auto":
+        return value
+    return "bf16-mixed" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "32-true"
+
+
+def _logger(cfg: RunCfg, run_dir: Path) -> Any:
+    if cfg.log.backend == "none":
+        return False
+    if cfg.log.backend == "csv":
+        return L.pytorch.loggers.CSVLogger(save_dir=run_dir, name="", version="")
+    id_file = run_dir / "wandb_id"
+    run_id = id_file.read_text().strip() if id_file.is_file() else None
+    from lightning.pytorch.loggers import WandbLogger  # wandb is imported only when asked for
+
+    logger = WandbLogger(project=cfg.log.project, name=cfg.name, save_dir=str(run_dir), id=run_id, resume="allow",
+                         offline=cfg.log.wandb_mode == "offline", config=to_dict(cfg))  # fmt: skip
+    id_file.write_text(logger.version)
+    return logger
+
+
+def make_trainer(cfg: RunCfg, run_dir: Path, callbacks: list[L.Callback], logger: Any) -> L.Trainer:
+    t = cfg.trainer
+    return L.Trainer(
+        default_root_dir=run_dir, max_epochs=t.max_epochs, max_steps=t.max_steps, accelerator=t.accelerator,
+        devices=t.devices, num_nodes=t.num_nodes, strategy=t.strategy, precision=_precision(t.precision),
+        accumulate_grad_batches=t.accumulate_grad_batches, log_every_n_steps=t.log_every_n_steps,
+        limit_train_batches=t.limit_train_batches, limit_val_batches=t.limit_val_batches,
+        check_val_every_n_epoch=t.val_every_n_epochs, gradient_clip_val=cfg.optim.clip_grad,
+        enable_progress_bar=t.enable_progress_bar, callbacks=callbacks, logger=logger, enable_model_summary=False,
+    )  # fmt: skip
+
+
+def _steps_per_epoch(cfg: RunCfg, batches: int) -> int:
+    limit = cfg.trainer.limit_train_batches
+    if limit is not None:
+        batches = min(batches, int(limit)) if limit > 1 or isinstance(limit, int) else int(batches * limit)
+    return max(1, math.ceil(batches / cfg.trainer.accumulate_grad_batches))
+
+
+def build(cfg: RunCfg, trainer: L.Trainer) -> tuple[L.LightningDataModule, ClassifierModule]:
+    """The datamodule and the module for `cfg`, sized for `trainer`'s world."""
+    datamodule, num_classes = build_datamodule(cfg, world_size=trainer.world_size)
+    datamodule.setup("fit")
+    steps_per_epoch = _steps_per_epoch(cfg, len(datamodule.train_dataloader()))
+    max_steps = cfg.trainer.max_steps if cfg.trainer.max_steps > 0 else steps_per_epoch * cfg.trainer.max_epochs
+    net = create_network(cfg.model, num_classes, cfg.data.image_size)
+    if cfg.model.init_from is not None:
+        load_pretrained(net, cfg.model.init_from, report=log.info)
+    module = ClassifierModule(net, num_classes, cfg.optim, cfg.data.augment, global_batch_size=cfg.data.batch_size,
+                              steps_per_epoch=steps_per_epoch, max_steps=max_steps)  # fmt: skip
+    return datamodule, module
+
+
+def fit(cfg: RunCfg) -> FitResult:
+    """Train as `cfg` says; returns where the run went and its final metrics."""
+    start = time.perf_counter()
+    run_dir, resume_from = prepare_run_dir(cfg)
+    (run_dir / "env.json").write_text(json.dumps(environment(), indent=2))
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    logger = _logger(cfg, run_dir)
+    checkpoints = ModelCheckpoint(
+        dirpath=run_dir / "checkpoints", filename="best-{epoch:03d}-{step:08d}", monitor="val/top1", mode="max",
+        save_top_k=1, save_last=True, every_n_train_steps=cfg.trainer.checkpoint_every_n_steps,
+    )  # fmt: skip
+    throughput = Throughput()
+    callbacks: list[L.Callback] = [checkpoints, throughput, ResumeDataPosition()]
+    if cfg.log.sample_grid:
+        wandb = logger if cfg.log.backend == "wandb" else None
+        callbacks.append(SampleGrid(run_dir / "samples.png", cfg.data.augment.mean, cfg.data.augment.std, wandb))
+    trainer = make_trainer(cfg, run_dir, callbacks, logger)
+    datamodule, module = build(cfg, trainer)
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
+    except NonFiniteLossError as err:
+        good = run_dir / "checkpoints" / "last-good.ckpt"
+        trainer.save_checkpoint(good)  # the loss is checked before backward: these weights are the last good ones
+        raise RuntimeError(f"{err}; the last good state is in {good}") from None
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if torch.is_tensor(v) and v.numel() == 1}
+    last = Path(checkpoints.last_model_path) if checkpoints.last_model_path else None
+    best = Path(checkpoints.best_model_path) if checkpoints.best_model_path else None
+    return FitResult(run_dir, last, best, metrics, throughput.summary(), time.perf_counter() - start)
+
+
+def evaluate(cfg: RunCfg, checkpoint: str | Path, stage: str = "validate") -> dict[str, float]:
+    """Validate or test a checkpoint on `cfg`'s data; returns the metrics."""
+    checkpoint = Path(checkpoint)
+    if not checkpoint.is_file():
+        raise ValueError(f"checkpoint {checkpoint} does not exist")
+    os.makedirs(cfg.run_dir, exist_ok=True)
+    trainer = make_trainer(cfg, cfg.run_dir, [], False)
+    datamodule, module = build(cfg, trainer)
+    run = trainer.validate if stage == "validate" else trainer.test
+    results = run(module, datamodule=datamodule, ckpt_path=str(checkpoint))
+    return {k: float(v) for k, v in (results[0] if results else {}).items()}
