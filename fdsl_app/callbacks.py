@@ -3,12 +3,14 @@
 - :class:`Throughput` logs images per second and the share of step time spent waiting for data (the time from the
   end of one training step to the start of the next: fetching the batch, moving it to the device, augmenting it).
 - :class:`SampleGrid` saves a grid of the first training batch as the model sees it (after augmentation).
+- :class:`RngState` keeps the random generators in checkpoints.
 - :class:`ResumeDataPosition` makes a run resumed from a mid-epoch checkpoint continue the epoch where it stopped,
   so that its data order (and hence its losses) equal an uninterrupted run's.
 """
 
 from __future__ import annotations
 
+import random
 import time
 from pathlib import Path
 from typing import Any
@@ -115,3 +117,21 @@ class ResumeDataPosition(L.Callback):
         sampler = getattr(loader, "sampler", None)
         if isinstance(sampler, EpochSampler):
             sampler.skip_next(done * loader.batch_size)
+
+
+class RngState(L.Callback):
+    """Saves the random generators (torch CPU and CUDA, numpy, Python) in checkpoints and restores them on resume,
+    so that a resumed run draws the same dropout, drop-path and mixup randomness as an uninterrupted one."""
+
+    def state_dict(self) -> dict[str, Any]:
+        state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+        if torch.cuda.is_available():
+            state["cuda"] = torch.cuda.get_rng_state_all()
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        torch.set_rng_state(state_dict["torch"])
+        np.random.set_state(state_dict["numpy"])
+        random.setstate(state_dict["python"])
+        if "cuda" in state_dict and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state_dict["cuda"])

@@ -27,7 +27,7 @@ import yaml
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from fdsl_app import render
-from fdsl_app.callbacks import ResumeDataPosition, SampleGrid, Throughput
+from fdsl_app.callbacks import ResumeDataPosition, RngState, SampleGrid, Throughput
 from fdsl_app.config import RunCfg, to_dict, to_yaml
 from fdsl_app.data.build import build_datamodule
 from fdsl_app.models.checkpoint import load_pretrained
@@ -184,7 +184,7 @@ def fit(cfg: RunCfg) -> FitResult:
         save_top_k=1, save_last=True, every_n_train_steps=cfg.trainer.checkpoint_every_n_steps,
     )  # fmt: skip
     throughput = Throughput()
-    callbacks: list[L.Callback] = [checkpoints, throughput, ResumeDataPosition()]
+    callbacks: list[L.Callback] = [checkpoints, throughput, ResumeDataPosition(), RngState()]
     if cfg.log.sample_grid:
         wandb = logger if cfg.log.backend == "wandb" else None
         callbacks.append(SampleGrid(run_dir / "samples.png", cfg.data.augment.mean, cfg.data.augment.std, wandb))
