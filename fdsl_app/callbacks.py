@@ -110,7 +110,9 @@ class ResumeDataPosition(L.Callback):
     """
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        done = trainer.fit_loop.epoch_loop.batch_progress.current.completed
+        # `processed`: batches whose training step ran (a checkpoint from on_train_batch_end has not yet counted its
+        # batch as `completed`).
+        done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
         if not done:
             return
         loader = trainer.train_dataloader
@@ -124,14 +126,60 @@ class RngState(L.Callback):
     so that a resumed run draws the same dropout, drop-path and mixup randomness as an uninterrupted one."""
 
     def state_dict(self) -> dict[str, Any]:
-        state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+        # Tensors and plain Python values only, so that torch.load(weights_only=True) can read the checkpoint.
+        kind, keys, pos, has_gauss, gauss = np.random.get_state()
+        state = {
+            "torch": torch.get_rng_state(), "python": random.getstate(),
+            "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss)],
+        }  # fmt: skip
         if torch.cuda.is_available():
             state["cuda"] = torch.cuda.get_rng_state_all()
         return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        # Applied at on_train_start: Lightning restores callbacks before its sanity-check validation, whose loader
+        # would draw from the generators again.
+        self._pending = state_dict
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        state_dict, self._pending = getattr(self, "_pending", None), None
+        if state_dict is None:
+            return
         torch.set_rng_state(state_dict["torch"])
-        np.random.set_state(state_dict["numpy"])
+        kind, keys, pos, has_gauss, gauss = state_dict["numpy"]
+        np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
         random.setstate(state_dict["python"])
         if "cuda" in state_dict and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state_dict["cuda"])
+
+
+class LastCheckpoint(L.Callback):
+    """Writes ``last.ckpt`` at a training step: every `every_n_steps` steps, at the last step of the run, at the end
+    of each epoch when no step interval is set, and at `stop_at_step`, where it also stops the run.
+
+    The checkpoint is taken right after the optimiser step, mid-epoch, so that a run resumed from it continues the
+    same epoch with the same data and randomness (unlike a checkpoint taken after the epoch-end hooks, from which
+    Lightning starts the next epoch). The file is replaced atomically.
+    """
+
+    def __init__(self, path: Path, every_n_steps: int | None = None, stop_at_step: int | None = None) -> None:
+        self.path = Path(path)
+        self.every_n_steps = every_n_steps
+        self.stop_at_step = stop_at_step
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        step = trainer.global_step
+        final = trainer.max_steps > 0 and step >= trainer.max_steps
+        last_batch = batch_idx + 1 >= trainer.num_training_batches
+        final |= last_batch and trainer.current_epoch + 1 >= (trainer.max_epochs or 1) and trainer.max_steps < 0
+        periodic = self.every_n_steps is not None and step % self.every_n_steps == 0
+        stop = self.stop_at_step is not None and step >= self.stop_at_step
+        if stop:
+            trainer.should_stop = True
+        if final or periodic or stop or (self.every_n_steps is None and last_batch):
+            tmp = self.path.with_name(self.path.name + ".tmp")
+            trainer.save_checkpoint(tmp)
+            if trainer.is_global_zero:
+                tmp.replace(self.path)

@@ -159,6 +159,10 @@ class TrainerCfg:
     limit_val_batches: float | None = None
     val_every_n_epochs: int = 1
     checkpoint_every_n_steps: int | None = None  # also save `last` every n steps (preemption safety)
+    # Stop at this optimiser step with a checkpoint, the schedule unchanged: resume=auto continues exactly there
+    # (splits a long run into jobs). max_time ("DD:HH:MM:SS") stops on wall time instead, also with a checkpoint.
+    stop_at_step: int | None = None
+    max_time: str | None = None
     enable_progress_bar: bool = True
 
     def __post_init__(self) -> None:

@@ -8,6 +8,7 @@ the same W&B run. ``resume=auto`` continues from ``checkpoints/last.ckpt`` of a 
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
 import math
@@ -16,6 +17,7 @@ import platform
 import socket
 import subprocess
 import time
+import warnings
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -27,7 +29,7 @@ import yaml
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from fdsl_app import render
-from fdsl_app.callbacks import ResumeDataPosition, RngState, SampleGrid, Throughput
+from fdsl_app.callbacks import LastCheckpoint, ResumeDataPosition, RngState, SampleGrid, Throughput
 from fdsl_app.config import RunCfg, to_dict, to_yaml
 from fdsl_app.data.build import build_datamodule
 from fdsl_app.models.checkpoint import load_pretrained
@@ -40,6 +42,7 @@ _RESUME_FREE = {
     "resume", "trainer.max_epochs", "trainer.max_steps", "trainer.enable_progress_bar", "trainer.devices",
     "trainer.num_nodes", "trainer.strategy", "trainer.checkpoint_every_n_steps", "data.num_workers",
     "data.pin_memory", "data.persistent_workers", "log.backend", "log.wandb_mode", "log.sample_grid",
+    "trainer.stop_at_step", "trainer.max_time",
 }  # fmt: skip
 
 
@@ -96,6 +99,28 @@ def prepare_run_dir(cfg: RunCfg) -> tuple[Path, Path | None]:
     return run_dir, resume_from
 
 
+def _read_metrics(path: Path) -> list[dict[str, str]]:
+    if not path.is_file():
+        return []
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _merge_metrics(path: Path, earlier: list[dict[str, str]]) -> None:
+    """Put the rows of the sessions before a resume back in front of this session's (Lightning's CSV logger starts
+    the file afresh). Earlier rows from steps this session redid (after the checkpoint it resumed from) are dropped."""
+    if not earlier:
+        return
+    new = _read_metrics(path)
+    first = min((int(r["step"]) for r in new if r.get("step")), default=None)
+    kept = [r for r in earlier if first is None or not r.get("step") or int(r["step"]) < first]
+    fields = list(dict.fromkeys(k for row in (*kept, *new) for k in row))
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows([*kept, *new])
+
+
 def environment() -> dict[str, Any]:
     """What produced a run: package versions, git commit, renderer build, hardware."""
     versions = {}
@@ -129,14 +154,15 @@ def _logger(cfg: RunCfg, run_dir: Path) -> Any:
         return False
     if cfg.log.backend == "csv":
         return L.pytorch.loggers.CSVLogger(save_dir=run_dir, name="", version="")
-    id_file = run_dir / "wandb_id"
-    run_id = id_file.read_text().strip() if id_file.is_file() else None
-    from lightning.pytorch.loggers import WandbLogger  # wandb is imported only when asked for
+    import wandb  # imported only when asked for
+    from lightning.pytorch.loggers import WandbLogger
 
-    logger = WandbLogger(project=cfg.log.project, name=cfg.name, save_dir=str(run_dir), id=run_id, resume="allow",
-                         offline=cfg.log.wandb_mode == "offline", config=to_dict(cfg))  # fmt: skip
-    id_file.write_text(logger.version)
-    return logger
+    # The run id is kept in the run directory, so that a resumed run continues the same W&B run.
+    id_file = run_dir / "wandb_id"
+    if not id_file.is_file():
+        id_file.write_text(wandb.sdk.lib.runid.generate_id())
+    return WandbLogger(project=cfg.log.project, name=cfg.name, save_dir=str(run_dir), id=id_file.read_text().strip(),
+                       resume="allow", offline=cfg.log.wandb_mode == "offline", config=to_dict(cfg))  # fmt: skip
 
 
 def make_trainer(cfg: RunCfg, run_dir: Path, callbacks: list[L.Callback], logger: Any) -> L.Trainer:
@@ -148,6 +174,7 @@ def make_trainer(cfg: RunCfg, run_dir: Path, callbacks: list[L.Callback], logger
         limit_train_batches=t.limit_train_batches, limit_val_batches=t.limit_val_batches,
         check_val_every_n_epoch=t.val_every_n_epochs, gradient_clip_val=cfg.optim.clip_grad,
         enable_progress_bar=t.enable_progress_bar, callbacks=callbacks, logger=logger, enable_model_summary=False,
+        max_time=t.max_time,
     )  # fmt: skip
 
 
@@ -179,27 +206,41 @@ def fit(cfg: RunCfg) -> FitResult:
     (run_dir / "env.json").write_text(json.dumps(environment(), indent=2))
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     logger = _logger(cfg, run_dir)
-    checkpoints = ModelCheckpoint(
-        dirpath=run_dir / "checkpoints", filename="best-{epoch:03d}-{step:08d}", monitor="val/top1", mode="max",
-        save_top_k=1, save_last=True, every_n_train_steps=cfg.trainer.checkpoint_every_n_steps,
-    )  # fmt: skip
+    # `last` at a training step (see LastCheckpoint), `best` by val/top1 after validation.
+    last = LastCheckpoint(run_dir / "checkpoints" / "last.ckpt", cfg.trainer.checkpoint_every_n_steps,
+                          cfg.trainer.stop_at_step)  # fmt: skip
+    best = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best-{epoch:03d}-{step:08d}",
+                           monitor="val/top1", mode="max", save_top_k=1, save_on_train_epoch_end=False)  # fmt: skip
     throughput = Throughput()
-    callbacks: list[L.Callback] = [checkpoints, throughput, ResumeDataPosition(), RngState()]
+    callbacks: list[L.Callback] = [last, best, throughput, ResumeDataPosition(), RngState()]
     if cfg.log.sample_grid:
         wandb = logger if cfg.log.backend == "wandb" else None
         callbacks.append(SampleGrid(run_dir / "samples.png", cfg.data.augment.mean, cfg.data.augment.std, wandb))
     trainer = make_trainer(cfg, run_dir, callbacks, logger)
     datamodule, module = build(cfg, trainer)
+    earlier_metrics = _read_metrics(run_dir / "metrics.csv") if resume_from is not None else []
     try:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
+        with warnings.catch_warnings():
+            # metrics.csv and the checkpoints live in the run directory and a resumed run adds to them, as intended.
+            warnings.filterwarnings("ignore", message="Experiment logs directory .* exists and is not empty")
+            warnings.filterwarnings("ignore", message="Checkpoint directory .* exists and is not empty")
+            # The data position is restored by ResumeDataPosition, which Lightning does not know about.
+            warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch")
+            trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
     except NonFiniteLossError as err:
         good = run_dir / "checkpoints" / "last-good.ckpt"
         trainer.save_checkpoint(good)  # the loss is checked before backward: these weights are the last good ones
         raise RuntimeError(f"{err}; the last good state is in {good}") from None
+    finally:
+        _merge_metrics(run_dir / "metrics.csv", earlier_metrics)
+        if cfg.log.backend == "wandb" and trainer.is_global_zero:
+            import wandb
+
+            wandb.finish()  # close this run's files; a resumed fit reopens the same run id
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if torch.is_tensor(v) and v.numel() == 1}
-    last = Path(checkpoints.last_model_path) if checkpoints.last_model_path else None
-    best = Path(checkpoints.best_model_path) if checkpoints.best_model_path else None
-    return FitResult(run_dir, last, best, metrics, throughput.summary(), time.perf_counter() - start)
+    last_path = last.path if last.path.is_file() else None
+    best_path = Path(best.best_model_path) if best.best_model_path else None
+    return FitResult(run_dir, last_path, best_path, metrics, throughput.summary(), time.perf_counter() - start)
 
 
 def evaluate(cfg: RunCfg, checkpoint: str | Path, stage: str = "validate") -> dict[str, float]:

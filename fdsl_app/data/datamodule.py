@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 import lightning as L
+import torch
 from torch.utils.data import DataLoader
 
 import fdsl_app.families  # noqa: F401 - registers the families
@@ -122,6 +123,9 @@ class FormulaDataModule(L.LightningDataModule):
             drop_last=self.drop_last,
             persistent_workers=self.persistent_workers,
             prefetch_factor=self.prefetch_factor,
+            # Its own generator: starting an iterator (as a resumed run does mid-epoch) must not consume the
+            # global torch RNG that dropout, drop path and mixup draw from.
+            generator=torch.Generator().manual_seed(self.seed),
         )
 
     def _replica_kwargs(self) -> dict[str, int]:

@@ -1,0 +1,387 @@
+"""DeiT-style augmentation: batched on the training device for rendered data, timm's per-image pipeline for real data.
+
+Synthetic batches (:class:`DeviceAugment`) arrive as uint8 ``(B, C, H, W)`` on the device and leave as normalised
+float32 ``(B, 3, S, S)``. The training path is timm's order of operations: random resized crop, flips, RandAugment,
+normalisation, random erasing. Crop, resize and both flips are ONE ``grid_sample`` call with a per-sample affine grid
+(flips are a sign of the grid's scale); random erasing is a batched mask; only RandAugment loops over the samples.
+
+Determinism. Every random choice of a batch is drawn from generators seeded by one integer (``forward(seed=...)``):
+crop boxes, flips, RandAugment's magnitudes and on/off draws, erasing boxes from a CPU generator; RandAugment's op
+choice from torch's CPU default generator, forked and re-seeded for the call (its state is restored after it); the
+erasing noise from a generator on the batch's device. The same seed, input and device give the same output; without
+a seed the module's own generator (seeded at construction) advances from call to call.
+
+RandAugment mapping (timm spec ``rand-m9-mstd0.5-inc1`` onto ``torchvision.transforms.v2.RandAugment``). timm
+applies ``n`` layers (``n``, default 2), each with probability ``p`` (default 0.5), each layer one random op at
+magnitude ``m + N(0, mstd)`` clipped to ``[0, mmax]`` (default 10; ``mstd > 100`` means uniform in ``[0, m]``).
+Here every layer is a ``v2.RandAugment(num_ops=1)`` call made with probability ``p``, whose magnitude bin (31
+bins, ``0..30``) is ``round(3 * m')`` for that layer's noisy magnitude ``m'``: bin / 30 = m' / 10, so the
+geometric and colour ops (shear 0.3, translate 0.45 of the side, rotate 30 degrees, enhance factors ``1 +- 0.9``,
+solarize threshold) reach the same strength as timm's. torchvision's signed ops and decreasing posterize/solarize
+ARE timm's "increasing" set, so ``inc0`` gets the same ops. Differences: torchvision has Identity instead of timm's
+Invert and SolarizeAdd, and its posterize keeps 8..4 bits where timm's goes 4..0. The fill of geometric ops is the
+normalisation mean (as timm's ``img_mean``).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torchvision.transforms import Compose, InterpolationMode, v2
+
+from fdsl_app.config import AugmentCfg
+
+_RATIO = (3 / 4, 4 / 3)  # random resized crop aspect ratios (torchvision, timm, DeiT)
+_CROP_ATTEMPTS = 10  # torchvision's RandomResizedCrop tries 10 boxes before its centre-crop fallback
+_ERASE_AREA = (0.02, 1 / 3)  # timm RandomErasing defaults (DeiT)
+_ERASE_LOG_ASPECT = (math.log(0.3), math.log(1 / 0.3))
+_MAGNITUDE_BINS = 31  # torchvision's default; 30 steps = 3 per step of timm's 0..10 magnitude scale
+_TIMM_MAX_MAGNITUDE = 10.0
+
+
+@dataclass(frozen=True)
+class RandAugmentSpec:
+    """A parsed timm RandAugment string (``rand-m9-mstd0.5-inc1``); see the module docstring for the mapping."""
+
+    magnitude: float = 10.0  # m: 0..10 (timm's default 10 when the string has no m)
+    num_ops: int = 2  # n: layers per image
+    prob: float = 0.5  # p: chance of each layer
+    magnitude_std: float = 0.0  # mstd: Gaussian noise on the magnitude per layer (inf: uniform in [0, m])
+    magnitude_max: float = _TIMM_MAX_MAGNITUDE  # mmax: upper clip of the noisy magnitude
+    increasing: bool = False  # inc: informational, torchvision's ops are the increasing variant anyway
+
+
+def parse_rand_augment(spec: str) -> RandAugmentSpec:
+    """Parse timm's RandAugment string: ``rand`` then dash-separated ``m``, ``n``, ``p``, ``mstd``, ``mmax``, ``inc``.
+
+    Raises:
+        ValueError: the string does not start with ``rand``, or has a key this mapping does not support (``t``
+            transform sets among them).
+    """
+    parts = spec.strip().split("-")
+    if parts[0] != "rand":
+        raise ValueError(f"RandAugment spec must start with 'rand' (e.g. 'rand-m9-mstd0.5-inc1'), got {spec!r}")
+    fields: dict[str, float] = {}
+    for part in parts[1:]:
+        match = re.fullmatch(r"(mstd|mmax|inc|m|n|p)(\d+(?:\.\d*)?)", part)
+        if match is None:
+            raise ValueError(
+                f"RandAugment spec {spec!r}: unsupported part {part!r} (supported: m, n, p, mstd, mmax, inc)"
+            )
+        fields[match.group(1)] = float(match.group(2))
+    mstd = fields.get("mstd", 0.0)
+    return RandAugmentSpec(
+        magnitude=fields.get("m", _TIMM_MAX_MAGNITUDE),
+        num_ops=int(fields.get("n", 2)),
+        prob=min(1.0, fields.get("p", 0.5)),
+        magnitude_std=math.inf if mstd > 100 else mstd,  # timm's convention for uniform sampling
+        magnitude_max=fields.get("mmax", _TIMM_MAX_MAGNITUDE),
+        increasing=bool(fields.get("inc", 0)),
+    )
+
+
+@dataclass
+class AugmentParams:
+    """The random parameters of one batch (image coordinates of the input, before any resizing).
+
+    Attributes:
+        boxes: float ``(B, 4)`` crop boxes ``(left, top, width, height)`` in input pixels.
+        hflip: bool ``(B,)`` horizontal flips.
+        vflip: bool ``(B,)`` vertical flips.
+    """
+
+    boxes: Tensor
+    hflip: Tensor
+    vflip: Tensor
+
+
+class DeviceAugment(torch.nn.Module):
+    """Batch augmentation of uint8 ``(B, C, H, W)`` images (``C`` 1 or 3) into normalised float ``(B, 3, S, S)``.
+
+    Args:
+        augment: the augmentation config (scale, flips, RandAugment spec, erasing probability, mean and std).
+        image_size: S, the output side.
+        train: the training pipeline (crop, flips, RandAugment, erasing); else the evaluation one (centre square,
+            resize to S, normalise).
+        seed: seed of the module's own generator, used by calls without a seed.
+    """
+
+    def __init__(self, augment: AugmentCfg, image_size: int, *, train: bool = True, seed: int = 0) -> None:
+        super().__init__()
+        if image_size < 1:
+            raise ValueError(f"image_size must be >= 1, got {image_size}")
+        self.image_size = int(image_size)
+        self.train_mode = train
+        self.scale = (float(augment.scale[0]), float(augment.scale[1]))
+        self.hflip_prob = float(augment.hflip)
+        self.vflip_prob = float(augment.vflip)
+        self.re_prob = float(augment.re_prob)
+        self.rand_augment = parse_rand_augment(augment.rand_augment) if augment.rand_augment else None
+        mean = torch.tensor(augment.mean, dtype=torch.float32).expand(3).clone()  # one entry broadcasts to RGB
+        std = torch.tensor(augment.std, dtype=torch.float32).expand(3).clone()
+        self.register_buffer("mean", mean.view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", std.view(1, 3, 1, 1), persistent=False)
+        self._fill = [round(255 * float(m)) for m in mean]
+        self._generator = torch.Generator().manual_seed(seed)
+
+    def extra_repr(self) -> str:
+        if not self.train_mode:
+            return f"eval, size={self.image_size}"
+        return (
+            f"train, size={self.image_size}, scale={self.scale}, hflip={self.hflip_prob}, vflip={self.vflip_prob}, "
+            f"rand_augment={self.rand_augment}, re_prob={self.re_prob}"
+        )
+
+    @torch.no_grad()
+    def forward(self, images: Tensor, seed: int | None = None) -> Tensor:
+        """Augment (or, in eval mode, resize) a batch.
+
+        Args:
+            images: uint8 ``(B, C, H, W)``, ``C`` 1 (gray, replicated to RGB) or 3, on any device.
+            seed: seed of every random choice of this call; None draws it from the module's generator.
+
+        Returns:
+            float32 ``(B, 3, S, S)`` on the input's device, ``(x / 255 - mean) / std``.
+        """
+        _check_images(images)
+        if not self.train_mode:
+            return self._normalise(_expand_rgb(_resize_center(images.float(), self.image_size)))
+        if seed is None:
+            seed = int(torch.randint(0, 2**62, (), generator=self._generator))
+        generator = torch.Generator().manual_seed(seed)
+        batch, _, height, width = images.shape
+        params = self.sample_params(batch, height, width, generator)
+        out = _expand_rgb(_crop_resize(images.float(), params, self.image_size))
+        if self.rand_augment is not None:
+            out = self._rand_augment(out, generator)
+        out = self._normalise(out)
+        if self.re_prob > 0:
+            out = self._random_erase(out, generator)
+        return out
+
+    def sample_params(self, batch: int, height: int, width: int, generator: torch.Generator) -> AugmentParams:
+        """Crop boxes (torchvision's RandomResizedCrop, vectorised) and flips of a batch, drawn on the CPU."""
+        return AugmentParams(
+            boxes=_sample_boxes(batch, height, width, self.scale, generator),
+            hflip=torch.rand(batch, generator=generator) < self.hflip_prob,
+            vflip=torch.rand(batch, generator=generator) < self.vflip_prob,
+        )
+
+    def _normalise(self, images: Tensor) -> Tensor:
+        mean = self.mean.to(images.device)
+        std = self.std.to(images.device)
+        return (images / 255.0 - mean) / std
+
+    def _rand_augment(self, images: Tensor, generator: torch.Generator) -> Tensor:
+        """Per-sample RandAugment on the uint8 rounding of `images` (0..255 floats), back to floats."""
+        spec = self.rand_augment
+        assert spec is not None
+        batch = images.shape[0]
+        applied = torch.rand(batch, spec.num_ops, generator=generator) < spec.prob
+        bins = _magnitude_bins(spec, (batch, spec.num_ops), generator)
+        op = v2.RandAugment(
+            num_ops=1, num_magnitude_bins=_MAGNITUDE_BINS, interpolation=InterpolationMode.BILINEAR, fill=self._fill
+        )
+        as_bytes = images.round().clamp(0, 255).to(torch.uint8)  # not in place: gray input is an expanded view
+        # The op choice comes from torch's CPU default generator: fork it so the seed decides, and the caller's
+        # stream is left as it was. Only the CPU generator is forked: the ops draw nothing on the device.
+        with torch.random.fork_rng(devices=[]):
+            torch.default_generator.manual_seed(int(torch.randint(0, 2**62, (), generator=generator)))
+            for i in range(batch):
+                sample = as_bytes[i]
+                for layer in range(spec.num_ops):
+                    if applied[i, layer]:
+                        op.magnitude = int(bins[i, layer])
+                        sample = op(sample)
+                as_bytes[i] = sample
+        return as_bytes.float()
+
+    def _random_erase(self, images: Tensor, generator: torch.Generator) -> Tensor:
+        """timm's RandomErasing (mode "pixel", one box, 10 attempts), as one mask over the batch."""
+        batch, _, height, width = images.shape
+        boxes = _sample_erase_boxes(batch, height, width, self.re_prob, generator)  # (B, 4) top, left, h, w
+        if not bool((boxes[:, 2] > 0).any()):
+            return images
+        boxes = boxes.to(images.device)
+        rows = torch.arange(height, device=images.device).view(1, height, 1)
+        cols = torch.arange(width, device=images.device).view(1, 1, width)
+        top, left, h, w = (boxes[:, k].view(batch, 1, 1) for k in range(4))
+        mask = (rows >= top) & (rows < top + h) & (cols >= left) & (cols < left + w)
+        noise_generator = torch.Generator(device=images.device)
+        noise_generator.manual_seed(int(torch.randint(0, 2**62, (), generator=generator)))
+        noise = torch.randn(images.shape, generator=noise_generator, device=images.device, dtype=images.dtype)
+        return torch.where(mask.unsqueeze(1), noise, images)
+
+
+def real_transforms(augment: AugmentCfg, image_size: int, train: bool) -> Compose:
+    """timm/DeiT transform of PIL images into normalised float ``(3, S, S)`` tensors (real data, CPU workers).
+
+    Training: timm ``create_transform`` with random resized crop (``augment.scale``, bicubic), flips, RandAugment
+    (``augment.rand_augment``), normalisation and random erasing (``augment.re_prob``, mode "pixel" as DeiT).
+    Colour jitter is off (timm disables it next to RandAugment anyway; off without RandAugment too, so real and
+    rendered data get the same set of augmentations). Evaluation: for ``S >= 64`` resize the short side to
+    ``S / 0.875`` and centre-crop S (DeiT); below 64 px (CIFAR-style 32 px) resize straight to ``S x S``, since a
+    crop would cut into 32 px images that carry no margin.
+    """
+    mean = tuple(float(m) for m in augment.mean)
+    std = tuple(float(s) for s in augment.std)
+    # Deferred import: timm's data package is heavy and the on-the-fly path never needs it.
+    from timm.data import create_transform
+
+    if train:
+        return create_transform(
+            input_size=image_size,
+            is_training=True,
+            auto_augment=augment.rand_augment,
+            re_prob=augment.re_prob,
+            re_mode="pixel",
+            hflip=augment.hflip,
+            vflip=augment.vflip,
+            scale=(float(augment.scale[0]), float(augment.scale[1])),
+            color_jitter=0.0,
+            interpolation="bicubic",
+            mean=mean,
+            std=std,
+        )
+    if image_size >= 64:
+        return create_transform(
+            input_size=image_size, is_training=False, crop_pct=0.875, interpolation="bicubic", mean=mean, std=std
+        )
+    return create_transform(
+        input_size=image_size,
+        is_training=False,
+        crop_pct=1.0,
+        crop_mode="squash",
+        interpolation="bicubic",
+        mean=mean,
+        std=std,
+    )
+
+
+def _check_images(images: Tensor) -> None:
+    if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] not in (1, 3):
+        raise ValueError(
+            f"DeviceAugment takes uint8 images (B, C, H, W) with C 1 or 3, got {images.dtype} {tuple(images.shape)}"
+        )
+
+
+def _expand_rgb(images: Tensor) -> Tensor:
+    return images.expand(-1, 3, -1, -1) if images.shape[1] == 1 else images
+
+
+def _resize_center(images: Tensor, size: int) -> Tensor:
+    """The centre square of each image, resized to ``size x size`` (antialiased bilinear)."""
+    height, width = images.shape[-2:]
+    side = min(height, width)
+    top, left = (height - side) // 2, (width - side) // 2
+    square = images[..., top : top + side, left : left + side]
+    if side == size:
+        return square.contiguous()
+    return F.interpolate(square, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+
+
+def _sample_boxes(
+    batch: int, height: int, width: int, scale: tuple[float, float], generator: torch.Generator
+) -> Tensor:
+    """torchvision's RandomResizedCrop.get_params for a whole batch: ``(left, top, width, height)`` float ``(B, 4)``.
+
+    Ten candidate boxes per sample (area uniform in `scale` of the image, log-uniform aspect in 3/4..4/3, sides
+    rounded to pixels); the first that fits wins; none fitting falls back to the central crop of the whole image
+    with its aspect clamped to the ratio range, exactly as torchvision.
+    """
+    area = height * width
+    shape = (batch, _CROP_ATTEMPTS)
+    target = area * (scale[0] + (scale[1] - scale[0]) * torch.rand(shape, generator=generator, dtype=torch.float64))
+    log_lo, log_hi = math.log(_RATIO[0]), math.log(_RATIO[1])
+    aspect = torch.exp(log_lo + (log_hi - log_lo) * torch.rand(shape, generator=generator, dtype=torch.float64))
+    w = torch.sqrt(target * aspect).round()
+    h = torch.sqrt(target / aspect).round()
+    fits = (w > 0) & (w <= width) & (h > 0) & (h <= height)
+    first = torch.where(fits.any(1), fits.float().argmax(1), torch.full((batch,), -1))
+    pick = first.clamp(min=0).unsqueeze(1)
+    w, h = w.gather(1, pick).squeeze(1), h.gather(1, pick).squeeze(1)
+    fallback_w, fallback_h = _fallback_crop(height, width)
+    found = first >= 0
+    w = torch.where(found, w, torch.full_like(w, fallback_w))
+    h = torch.where(found, h, torch.full_like(h, fallback_h))
+    # Offsets as torchvision's randint(0, side - crop + 1), drawn as floor(U * count) to stay vectorised.
+    left = torch.floor(torch.rand(batch, generator=generator, dtype=torch.float64) * (width - w + 1))
+    top = torch.floor(torch.rand(batch, generator=generator, dtype=torch.float64) * (height - h + 1))
+    left = torch.where(found, left, (width - w) // 2)
+    top = torch.where(found, top, (height - h) // 2)
+    return torch.stack([left, top, w, h], 1).float()
+
+
+def _fallback_crop(height: int, width: int) -> tuple[float, float]:
+    """torchvision's fallback: the whole image, its aspect clamped to the ratio range."""
+    in_ratio = width / height
+    if in_ratio < _RATIO[0]:
+        return float(width), float(round(width / _RATIO[0]))
+    if in_ratio > _RATIO[1]:
+        return float(round(height * _RATIO[1])), float(height)
+    return float(width), float(height)
+
+
+def _crop_resize(images: Tensor, params: AugmentParams, size: int) -> Tensor:
+    """Crop each sample's box, flip it and resize it to ``size x size``: one bilinear ``grid_sample`` call.
+
+    Bilinear sampling that shrinks by more than 2x skips pixels (thin fractal points vanish), so inputs larger than
+    twice the output are first shrunk as a batch with an antialiased resize to twice the output; boxes are
+    fractions of the image and stay valid.
+    """
+    batch, _, height, width = images.shape
+    if min(height, width) > 2 * size:
+        factor = 2 * size / min(height, width)
+        target = (max(1, round(height * factor)), max(1, round(width * factor)))
+        images = F.interpolate(images, size=target, mode="bilinear", antialias=True, align_corners=False)
+    boxes = params.boxes.to(torch.float32)
+    left, top, w, h = boxes.unbind(1)
+    # affine_grid maps output coordinates in [-1, 1] to input ones: x_in = sx * x_out + tx, with the box's
+    # width fraction as scale and its centre as shift; a negative scale mirrors the box (the flip).
+    sx = (w / width) * torch.where(params.hflip, -1.0, 1.0)
+    sy = (h / height) * torch.where(params.vflip, -1.0, 1.0)
+    tx = (2 * left + w) / width - 1
+    ty = (2 * top + h) / height - 1
+    zero = torch.zeros_like(sx)
+    theta = torch.stack([torch.stack([sx, zero, tx], 1), torch.stack([zero, sy, ty], 1)], 1)
+    theta = theta.to(images.device)
+    grid = F.affine_grid(theta, [batch, images.shape[1], size, size], align_corners=False)
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def _magnitude_bins(spec: RandAugmentSpec, shape: tuple[int, int], generator: torch.Generator) -> Tensor:
+    """torchvision magnitude bins (0..30) of timm magnitudes with their per-layer noise."""
+    magnitude = torch.full(shape, spec.magnitude, dtype=torch.float64)
+    if math.isinf(spec.magnitude_std):
+        magnitude = magnitude * torch.rand(shape, generator=generator, dtype=torch.float64)
+    elif spec.magnitude_std > 0:
+        magnitude = magnitude + spec.magnitude_std * torch.randn(shape, generator=generator, dtype=torch.float64)
+    magnitude = magnitude.clamp(0.0, min(spec.magnitude_max, _TIMM_MAX_MAGNITUDE))
+    steps = (_MAGNITUDE_BINS - 1) / _TIMM_MAX_MAGNITUDE
+    return (magnitude * steps).round().long()
+
+
+def _sample_erase_boxes(batch: int, height: int, width: int, prob: float, generator: torch.Generator) -> Tensor:
+    """timm RandomErasing boxes ``(top, left, h, w)`` int ``(B, 4)``; ``h = w = 0`` where nothing is erased."""
+    shape = (batch, _CROP_ATTEMPTS)
+    erase = torch.rand(batch, generator=generator) < prob
+    area = (
+        height * width * (_ERASE_AREA[0] + (_ERASE_AREA[1] - _ERASE_AREA[0]) * torch.rand(shape, generator=generator))
+    )
+    lo, hi = _ERASE_LOG_ASPECT
+    aspect = torch.exp(lo + (hi - lo) * torch.rand(shape, generator=generator))
+    h = torch.sqrt(area * aspect).round()
+    w = torch.sqrt(area / aspect).round()
+    fits = (w < width) & (h < height)  # timm's strict test: the box never covers a whole side
+    first = fits.float().argmax(1, keepdim=True)
+    erase &= fits.any(1)
+    h = torch.where(erase, h.gather(1, first).squeeze(1), 0.0)
+    w = torch.where(erase, w.gather(1, first).squeeze(1), 0.0)
+    top = torch.floor(torch.rand(batch, generator=generator) * (height - h + 1))
+    left = torch.floor(torch.rand(batch, generator=generator) * (width - w + 1))
+    return torch.stack([top, left, h, w], 1).long()

@@ -1,0 +1,261 @@
+"""Real fine-tuning data (CIFAR pickles, ImageNet-100, class folders), build_datamodule and the batch-size rule."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from fdsl_app.config import AugmentCfg, DataCfg, RunCfg, TrainerCfg
+from fdsl_app.data.build import FamilyDataModule, build_datamodule, per_device_batch_size
+from fdsl_app.data.real import (
+    CIFAR10DataModule,
+    CIFAR100DataModule,
+    DatasetNotFoundError,
+    FolderDataModule,
+    ImageNet100DataModule,
+    imagenet100_wnids,
+)
+
+QUIET = AugmentCfg(rand_augment=None, re_prob=0.0)
+FAMILY_SETTINGS = {"classes": 8, "image_size": 48, "n_points": 3000}
+
+
+def _write_pickle(path: Path, labels_key: bytes, data: np.ndarray, labels: np.ndarray) -> None:
+    with path.open("wb") as f:
+        pickle.dump({b"batch_label": b"test", labels_key: labels.tolist(), b"data": data}, f)
+
+
+def _cifar10(root: Path, per_batch: int = 4, test: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """Write a tiny cifar-10-batches-py folder (5 x `per_batch` training images); returns the training data."""
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    data = rng.integers(0, 256, (5 * per_batch, 3072), dtype=np.uint8)
+    labels = rng.integers(0, 10, 5 * per_batch)
+    for i in range(5):
+        part = slice(i * per_batch, (i + 1) * per_batch)
+        _write_pickle(folder / f"data_batch_{i + 1}", b"labels", data[part], labels[part])
+    _write_pickle(
+        folder / "test_batch", b"labels", rng.integers(0, 256, (test, 3072), dtype=np.uint8), np.arange(test) % 10
+    )
+    return data, labels
+
+
+def _jpeg(path: Path, value: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full((8, 8, 3), value, dtype=np.uint8)).save(path)
+
+
+def test_cifar10_reads_the_pickles(tmp_path: Path) -> None:
+    data, labels = _cifar10(tmp_path)
+    dm = CIFAR10DataModule(tmp_path, image_size=32, augment=QUIET, batch_size=8)
+    assert dm.num_classes == 10 and dm.image_size == 32
+    images, read_labels = dm.read_split(train=True)
+    assert np.array_equal(read_labels, labels) and images.shape == (20, 32, 32, 3)
+    assert np.array_equal(images[3], data[3].reshape(3, 32, 32).transpose(1, 2, 0))  # R, G, B planes to HWC
+    dm.setup("fit")
+    x, y = next(iter(dm.train_dataloader()))
+    assert x.shape == (8, 3, 32, 32) and x.dtype == torch.float32 and y.dtype == torch.int64
+    assert len(dm.train_dataloader()) == 2  # 20 images, batches of 8, drop_last
+    val = list(dm.val_dataloader())
+    assert [len(b[1]) for b in val] == [8, 2] and torch.equal(torch.cat([b[1] for b in val]), torch.arange(10) % 10)
+    # Eval images at 32 px are the stored pixels, only normalised.
+    first = dm.val_set[0][0]  # type: ignore[index]
+    stored = dm.read_split(train=False)[0][0]
+    torch.testing.assert_close(first, torch.from_numpy(stored).permute(2, 0, 1).float() / 127.5 - 1)
+    # root may also be the folder itself
+    assert CIFAR10DataModule(tmp_path / "cifar-10-batches-py").folder_path == tmp_path / "cifar-10-batches-py"
+
+
+def test_cifar100_reads_fine_labels(tmp_path: Path) -> None:
+    folder = tmp_path / "cifar-100-python"
+    folder.mkdir()
+    rng = np.random.default_rng(1)
+    train_labels = rng.integers(0, 100, 20)
+    _write_pickle(folder / "train", b"fine_labels", rng.integers(0, 256, (20, 3072), dtype=np.uint8), train_labels)
+    _write_pickle(folder / "test", b"fine_labels", rng.integers(0, 256, (10, 3072), dtype=np.uint8), np.arange(10))
+    dm = CIFAR100DataModule(tmp_path, augment=QUIET, batch_size=4)
+    assert dm.num_classes == 100
+    assert np.array_equal(dm.read_split(train=True)[1], train_labels)
+    x, y = next(iter(dm.train_dataloader()))
+    assert x.shape == (4, 3, 32, 32) and set(y.tolist()) <= set(train_labels.tolist())
+
+
+def test_missing_cifar_says_where_to_put_it(tmp_path: Path) -> None:
+    with pytest.raises(DatasetNotFoundError) as info:
+        CIFAR10DataModule(tmp_path)
+    message = str(info.value)
+    assert isinstance(info.value, ValueError) and isinstance(info.value, FileNotFoundError)
+    assert str(tmp_path / "cifar-10-batches-py") in message and "cifar-10-python.tar.gz" in message
+    assert "https://www.cs.toronto.edu/~kriz/cifar.html" in message and f"extract it into {tmp_path}" in message
+    with pytest.raises(ValueError, match=r"cifar-100-python.*cifar-100-python\.tar\.gz"):
+        CIFAR100DataModule(tmp_path)
+
+
+def test_corrupt_cifar_file_is_named(tmp_path: Path) -> None:
+    _cifar10(tmp_path)
+    bad = tmp_path / "cifar-10-batches-py" / "data_batch_3"
+    bad.write_bytes(b"\x80\x04not a pickle at all")
+    dm = CIFAR10DataModule(tmp_path)
+    with pytest.raises(ValueError, match=r"data_batch_3 is corrupt"):
+        dm.setup("fit")
+    _write_pickle(bad, b"labels", np.zeros((4, 100), dtype=np.uint8), np.zeros(4, dtype=np.int64))
+    with pytest.raises(ValueError, match=r"data_batch_3: expected uint8 data \(N, 3072\)"):
+        dm.read_split(train=True)
+
+
+def test_imagenet100_names_the_missing_classes(tmp_path: Path) -> None:
+    wnids = imagenet100_wnids()
+    assert len(wnids) == 100 == len(set(wnids)) and wnids[:3] == ["n02869837", "n01749939", "n02488291"]
+    for wnid in wnids[:3]:
+        for split in ("train", "val"):
+            _jpeg(tmp_path / split / wnid / f"{wnid}_0.JPEG", 10)
+    with pytest.raises(DatasetNotFoundError, match=r"97 of the 100 class folders are missing") as info:
+        ImageNet100DataModule(tmp_path)
+    assert wnids[3] in str(info.value) and wnids[99] in str(info.value) and wnids[0] not in str(info.value)
+    with pytest.raises(DatasetNotFoundError, match="val"):
+        ImageNet100DataModule(tmp_path / "nowhere")
+
+
+def test_imagenet100_loads_all_classes_by_list_order(tmp_path: Path) -> None:
+    wnids = imagenet100_wnids()
+    for label, wnid in enumerate(wnids):
+        for split in ("train", "val"):
+            _jpeg(tmp_path / split / wnid / f"{wnid}_{split}.JPEG", label)
+    _jpeg(tmp_path / "train" / "n99999999" / "extra.JPEG", 0)  # another ImageNet class: ignored
+    dm = ImageNet100DataModule(tmp_path, image_size=32, augment=QUIET, batch_size=25)
+    assert dm.num_classes == 100
+    dm.setup("fit")
+    assert dm.train_set is not None and len(dm.train_set) == 100  # type: ignore[arg-type]
+    samples = dm.train_set.samples  # type: ignore[attr-defined]
+    assert sorted(label for _, label in samples) == list(range(100))
+    assert all(wnids[label] == Path(path).parent.name for path, label in samples)  # label = place in the list
+    x, y = next(iter(dm.val_dataloader()))
+    assert x.shape == (25, 3, 32, 32) and y.tolist() == [wnids.index(w) for w in sorted(wnids)[:25]]
+    assert len(dm.train_dataloader()) == 4
+
+
+def test_folder_dataset(tmp_path: Path) -> None:
+    for name, count in (("cat", 3), ("dog", 2), ("emu", 3)):
+        for i in range(count):
+            _jpeg(tmp_path / "train" / name / f"{i}.png", 50 * i)
+    _jpeg(tmp_path / "val" / "dog" / "0.png", 1)  # val may lack classes; labels follow train's
+    dm = FolderDataModule(tmp_path, image_size=16, augment=QUIET, batch_size=4)
+    assert dm.num_classes == 3 and dm.classes == ["cat", "dog", "emu"]
+    x, y = next(iter(dm.val_dataloader()))
+    assert x.shape == (1, 3, 16, 16) and y.tolist() == [1]
+    assert next(iter(dm.train_dataloader()))[0].shape == (4, 3, 16, 16)
+    _jpeg(tmp_path / "val" / "yak" / "0.png", 1)
+    with pytest.raises(ValueError, match="yak"):
+        FolderDataModule(tmp_path)
+
+
+def test_batch_size_rule() -> None:
+    assert per_device_batch_size(64, 2, 2) == 16
+    assert per_device_batch_size(64) == 64
+    with pytest.raises(ValueError, match=r"batch_size=64.*world size 3.*accumulate_grad_batches 1.*63 or 66"):
+        per_device_batch_size(64, 3, 1)
+    with pytest.raises(
+        ValueError, match=r"32 or 64; or keep 48 with trainer.accumulate_grad_batches in \{1, 2, 3, 4, 6, 12\}"
+    ):
+        per_device_batch_size(48, 4, 8)
+
+
+def test_build_datamodule_real_source_applies_the_rule(tmp_path: Path) -> None:
+    _cifar10(tmp_path)
+    cfg = RunCfg(
+        data=DataCfg(source="cifar10", root=str(tmp_path), batch_size=64),
+        trainer=TrainerCfg(accumulate_grad_batches=2),
+    )
+    dm, classes = build_datamodule(cfg, world_size=2)
+    assert isinstance(dm, CIFAR10DataModule) and classes == 10 and dm.batch_size == 16
+    with pytest.raises(ValueError, match="world size 3"):
+        build_datamodule(RunCfg(data=DataCfg(source="cifar10", root=str(tmp_path), batch_size=64)), world_size=3)
+
+
+def _family_cfg(**data: object) -> RunCfg:
+    fields = {
+        "family": "onepfrac",
+        "settings": dict(FAMILY_SETTINGS),
+        "batch_size": 4,
+        "samples_per_epoch": 16,
+        "image_size": 16,
+        **data,
+    }
+    return RunCfg(seed=3, data=DataCfg(**fields))  # type: ignore[arg-type]
+
+
+def test_build_datamodule_family_source() -> None:
+    dm, classes = build_datamodule(_family_cfg())
+    assert isinstance(dm, FamilyDataModule) and classes == 8 and dm.batch_size == 4 and dm.image_size == 16
+    images, labels = next(iter(dm.train_dataloader()))
+    assert images.dtype == torch.uint8 and images.shape == (4, 1, 48, 48)  # the family's render size
+    x, y = dm.on_after_batch_transfer((images, labels), 0)  # no trainer: the eval transform
+    assert x.shape == (4, 3, 16, 16) and x.dtype == torch.float32 and torch.equal(y, labels)
+    x_train, _ = dm.augment_batch((images, labels), train=True, seed=0)
+    assert x_train.shape == (4, 3, 16, 16) and not torch.equal(x_train, x)
+
+
+def test_family_validation_set_is_fixed_and_held_out() -> None:
+    dm, _ = build_datamodule(_family_cfg())
+    first = list(dm.val_dataloader())
+    labels = torch.cat([b[1] for b in first])
+    assert labels.tolist() == list(range(8))
+    again = torch.cat([b[0] for b in dm.val_dataloader()])
+    assert torch.equal(torch.cat([b[0] for b in first]), again)
+    train_sample = dm.dataset[0][0]  # type: ignore[index]
+    val_same_class = again[labels.tolist().index(dm.dataset.labels([0])[0])]  # type: ignore[union-attr]
+    assert not torch.equal(train_sample, val_same_class)  # a fresh render of the class, not a training one
+    few = FamilyDataModule("onepfrac", FAMILY_SETTINGS, val_classes=3, batch_size=4, samples_per_epoch=16)
+    assert torch.cat([b[1] for b in few.val_dataloader()]).tolist() == [0, 4, 7]
+
+
+class _Probe(L.LightningModule):
+    """Records the batches Lightning hands to the steps."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layer = torch.nn.Linear(3 * 16 * 16, 8)
+        self.seen: list[tuple[str, torch.Size, torch.dtype]] = []
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        self.seen.append(("train", batch[0].shape, batch[0].dtype))
+        return torch.nn.functional.cross_entropy(self.layer(batch[0].flatten(1)), batch[1])
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        self.seen.append(("val", batch[0].shape, batch[0].dtype))
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+@pytest.mark.filterwarnings("ignore:The '(train|val)_dataloader' does not have many workers")
+@pytest.mark.filterwarnings(r"ignore:`isinstance\(treespec, LeafSpec\)` is deprecated:FutureWarning")
+@pytest.mark.parametrize(("precision", "dtype"), [("32-true", torch.float32), ("bf16-true", torch.bfloat16)])
+def test_family_datamodule_augments_on_the_device_in_fit(precision: str, dtype: torch.dtype) -> None:
+    dm, _ = build_datamodule(_family_cfg())
+    seeds: list[int | None] = []
+    original = dm._batch_seed
+
+    def spy() -> int | None:
+        seeds.append(original())
+        return seeds[-1]
+
+    dm._batch_seed = spy  # type: ignore[method-assign]
+    model = _Probe()
+    trainer = L.Trainer(
+        accelerator="cpu", devices=1, max_epochs=2, logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=1, precision=precision,
+    )  # fmt: skip
+    trainer.fit(model, datamodule=dm)
+    assert {(stage, shape, dtype) for stage, shape, dtype in model.seen} == {
+        ("train", torch.Size([4, 3, 16, 16]), dtype),
+        ("val", torch.Size([4, 3, 16, 16]), dtype),
+    }
+    assert len(seeds) == 8 and None not in seeds and len(set(seeds)) == 8  # 2 epochs x 4 batches, all distinct
