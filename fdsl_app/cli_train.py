@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 
@@ -51,8 +52,19 @@ def _load(args: argparse.Namespace):  # noqa: ANN202 - RunCfg
     return load_config(args.config or QUICKSTART, args.overrides)
 
 
+def _show_progress_messages() -> None:
+    """fdsl_app's own log lines (which weights were loaded, effective learning rates) on stdout."""
+    logger = logging.getLogger("fdsl_app")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+
+
 def run_fit(args: argparse.Namespace) -> int:
     cfg = _load(args)
+    _show_progress_messages()
     if args.print_config:
         _say(to_yaml(cfg))
         return 0

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 
 import lightning as L
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from datasets import write_cifar10, write_cifar100, write_imagenet100, write_jpeg, write_pickle
 
 from fdsl_app.config import AugmentCfg, DataCfg, RunCfg, TrainerCfg
 from fdsl_app.data.build import FamilyDataModule, build_datamodule, per_device_batch_size
@@ -26,34 +25,8 @@ QUIET = AugmentCfg(rand_augment=None, re_prob=0.0)
 FAMILY_SETTINGS = {"classes": 8, "image_size": 48, "n_points": 3000}
 
 
-def _write_pickle(path: Path, labels_key: bytes, data: np.ndarray, labels: np.ndarray) -> None:
-    with path.open("wb") as f:
-        pickle.dump({b"batch_label": b"test", labels_key: labels.tolist(), b"data": data}, f)
-
-
-def _cifar10(root: Path, per_batch: int = 4, test: int = 10) -> tuple[np.ndarray, np.ndarray]:
-    """Write a tiny cifar-10-batches-py folder (5 x `per_batch` training images); returns the training data."""
-    folder = root / "cifar-10-batches-py"
-    folder.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    data = rng.integers(0, 256, (5 * per_batch, 3072), dtype=np.uint8)
-    labels = rng.integers(0, 10, 5 * per_batch)
-    for i in range(5):
-        part = slice(i * per_batch, (i + 1) * per_batch)
-        _write_pickle(folder / f"data_batch_{i + 1}", b"labels", data[part], labels[part])
-    _write_pickle(
-        folder / "test_batch", b"labels", rng.integers(0, 256, (test, 3072), dtype=np.uint8), np.arange(test) % 10
-    )
-    return data, labels
-
-
-def _jpeg(path: Path, value: int) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.full((8, 8, 3), value, dtype=np.uint8)).save(path)
-
-
 def test_cifar10_reads_the_pickles(tmp_path: Path) -> None:
-    data, labels = _cifar10(tmp_path)
+    data, labels = write_cifar10(tmp_path)
     dm = CIFAR10DataModule(tmp_path, image_size=32, augment=QUIET, batch_size=8)
     assert dm.num_classes == 10 and dm.image_size == 32
     images, read_labels = dm.read_split(train=True)
@@ -74,12 +47,7 @@ def test_cifar10_reads_the_pickles(tmp_path: Path) -> None:
 
 
 def test_cifar100_reads_fine_labels(tmp_path: Path) -> None:
-    folder = tmp_path / "cifar-100-python"
-    folder.mkdir()
-    rng = np.random.default_rng(1)
-    train_labels = rng.integers(0, 100, 20)
-    _write_pickle(folder / "train", b"fine_labels", rng.integers(0, 256, (20, 3072), dtype=np.uint8), train_labels)
-    _write_pickle(folder / "test", b"fine_labels", rng.integers(0, 256, (10, 3072), dtype=np.uint8), np.arange(10))
+    train_labels = write_cifar100(tmp_path)
     dm = CIFAR100DataModule(tmp_path, augment=QUIET, batch_size=4)
     assert dm.num_classes == 100
     assert np.array_equal(dm.read_split(train=True)[1], train_labels)
@@ -99,13 +67,13 @@ def test_missing_cifar_says_where_to_put_it(tmp_path: Path) -> None:
 
 
 def test_corrupt_cifar_file_is_named(tmp_path: Path) -> None:
-    _cifar10(tmp_path)
+    write_cifar10(tmp_path)
     bad = tmp_path / "cifar-10-batches-py" / "data_batch_3"
     bad.write_bytes(b"\x80\x04not a pickle at all")
     dm = CIFAR10DataModule(tmp_path)
     with pytest.raises(ValueError, match=r"data_batch_3 is corrupt"):
         dm.setup("fit")
-    _write_pickle(bad, b"labels", np.zeros((4, 100), dtype=np.uint8), np.zeros(4, dtype=np.int64))
+    write_pickle(bad, b"labels", np.zeros((4, 100), dtype=np.uint8), np.zeros(4, dtype=np.int64))
     with pytest.raises(ValueError, match=r"data_batch_3: expected uint8 data \(N, 3072\)"):
         dm.read_split(train=True)
 
@@ -115,7 +83,7 @@ def test_imagenet100_names_the_missing_classes(tmp_path: Path) -> None:
     assert len(wnids) == 100 == len(set(wnids)) and wnids[:3] == ["n02869837", "n01749939", "n02488291"]
     for wnid in wnids[:3]:
         for split in ("train", "val"):
-            _jpeg(tmp_path / split / wnid / f"{wnid}_0.JPEG", 10)
+            write_jpeg(tmp_path / split / wnid / f"{wnid}_0.JPEG", 10)
     with pytest.raises(DatasetNotFoundError, match=r"97 of the 100 class folders are missing") as info:
         ImageNet100DataModule(tmp_path)
     assert wnids[3] in str(info.value) and wnids[99] in str(info.value) and wnids[0] not in str(info.value)
@@ -124,11 +92,8 @@ def test_imagenet100_names_the_missing_classes(tmp_path: Path) -> None:
 
 
 def test_imagenet100_loads_all_classes_by_list_order(tmp_path: Path) -> None:
-    wnids = imagenet100_wnids()
-    for label, wnid in enumerate(wnids):
-        for split in ("train", "val"):
-            _jpeg(tmp_path / split / wnid / f"{wnid}_{split}.JPEG", label)
-    _jpeg(tmp_path / "train" / "n99999999" / "extra.JPEG", 0)  # another ImageNet class: ignored
+    wnids = write_imagenet100(tmp_path)
+    write_jpeg(tmp_path / "train" / "n99999999" / "extra.JPEG", 0)  # another ImageNet class: ignored
     dm = ImageNet100DataModule(tmp_path, image_size=32, augment=QUIET, batch_size=25)
     assert dm.num_classes == 100
     dm.setup("fit")
@@ -144,14 +109,14 @@ def test_imagenet100_loads_all_classes_by_list_order(tmp_path: Path) -> None:
 def test_folder_dataset(tmp_path: Path) -> None:
     for name, count in (("cat", 3), ("dog", 2), ("emu", 3)):
         for i in range(count):
-            _jpeg(tmp_path / "train" / name / f"{i}.png", 50 * i)
-    _jpeg(tmp_path / "val" / "dog" / "0.png", 1)  # val may lack classes; labels follow train's
+            write_jpeg(tmp_path / "train" / name / f"{i}.png", 50 * i)
+    write_jpeg(tmp_path / "val" / "dog" / "0.png", 1)  # val may lack classes; labels follow train's
     dm = FolderDataModule(tmp_path, image_size=16, augment=QUIET, batch_size=4)
     assert dm.num_classes == 3 and dm.classes == ["cat", "dog", "emu"]
     x, y = next(iter(dm.val_dataloader()))
     assert x.shape == (1, 3, 16, 16) and y.tolist() == [1]
     assert next(iter(dm.train_dataloader()))[0].shape == (4, 3, 16, 16)
-    _jpeg(tmp_path / "val" / "yak" / "0.png", 1)
+    write_jpeg(tmp_path / "val" / "yak" / "0.png", 1)
     with pytest.raises(ValueError, match="yak"):
         FolderDataModule(tmp_path)
 
@@ -168,7 +133,7 @@ def test_batch_size_rule() -> None:
 
 
 def test_build_datamodule_real_source_applies_the_rule(tmp_path: Path) -> None:
-    _cifar10(tmp_path)
+    write_cifar10(tmp_path)
     cfg = RunCfg(
         data=DataCfg(source="cifar10", root=str(tmp_path), batch_size=64),
         trainer=TrainerCfg(accumulate_grad_batches=2),

@@ -4,11 +4,11 @@ resume equivalence, W&B offline, and the bad inputs of a run."""
 from __future__ import annotations
 
 import csv
-import pickle
 from pathlib import Path
 
 import numpy as np
 import pytest
+from datasets import write_cifar10, write_cifar100, write_imagenet100
 
 from fdsl_app import cli
 from fdsl_app.config import RECIPES_DIR, load_config
@@ -26,20 +26,6 @@ TINY = [
 ]  # fmt: skip
 
 
-def write_cifar10(root: Path, train: int = 48, test: int = 16) -> Path:
-    """The CIFAR-10 python format: cifar-10-batches-py/data_batch_1..5 and test_batch, pickled dicts."""
-    folder = root / "cifar-10-batches-py"
-    folder.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    per_batch = train // 5
-    for name, count in [*[(f"data_batch_{i}", per_batch) for i in range(1, 6)], ("test_batch", test)]:
-        labels = rng.integers(0, 10, count)
-        data = rng.integers(0, 256, (count, 3072), dtype=np.uint8)
-        with open(folder / name, "wb") as f:
-            pickle.dump({b"data": data, b"labels": labels.tolist(), b"batch_label": name.encode()}, f)
-    return root
-
-
 def losses(run_dir: Path) -> list[float]:
     with open(run_dir / "metrics.csv") as f:
         rows = [r for r in csv.DictReader(f) if r.get("train/loss_step")]
@@ -52,14 +38,12 @@ def tiny_cfg(tmp_path: Path, *extra: str):
 
 @pytest.mark.parametrize("recipe", sorted(p.name for p in RECIPES_DIR.glob("*.yaml")))
 def test_every_recipe_loads_and_builds_model_and_data(tmp_path, recipe):
+    writers = {"cifar10": write_cifar10, "cifar100": write_cifar100, "imagenet100": write_imagenet100}
     overrides = []
-    if "cifar" in recipe:
-        write_cifar10(tmp_path)
-        overrides.append(f"data.root={tmp_path}")
-        if "cifar100" in recipe:
-            pytest.skip("covered by the CIFAR-100 DataModule tests; the recipe itself loads in test_recipes_load")
-    if "imagenet100" in recipe:
-        pytest.skip("needs an ImageNet folder; its DataModule is tested with a fake tree in test_data_real")
+    for name, write in writers.items():
+        if recipe.endswith(f"_{name}.yaml"):
+            write(tmp_path)
+            overrides.append(f"data.root={tmp_path}")
     cfg = load_config(RECIPES_DIR / recipe, overrides)
     datamodule, num_classes = build_datamodule(cfg)
     net = create_network(cfg.model, num_classes, cfg.data.image_size)
@@ -82,7 +66,8 @@ def test_pretrain_then_finetune_from_its_checkpoint(tmp_path, capsys):
     for name in ("config.yaml", "env.json", "metrics.csv", "samples.png", "checkpoints/last.ckpt"):
         assert (run / name).is_file(), name
     assert len(losses(run)) == 6 and all(np.isfinite(losses(run)))
-    cifar = write_cifar10(tmp_path / "cifar")
+    cifar = tmp_path / "cifar"
+    write_cifar10(cifar, per_batch=10)
     code = cli.main([
         "fit", "--config", "finetune_cifar10", f"root={tmp_path}", "name=ft", f"data.root={cifar}",
         f"model.init_from={result.last_checkpoint}", "model.name=vit_nano_patch4_32", "data.image_size=32",
