@@ -251,6 +251,12 @@ def evaluate(cfg: RunCfg, checkpoint: str | Path, stage: str = "validate") -> di
     os.makedirs(cfg.run_dir, exist_ok=True)
     trainer = make_trainer(cfg, cfg.run_dir, [], False)
     datamodule, module = build(cfg, trainer)
+    try:
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]
+        module.load_state_dict(state)
+    except (RuntimeError, KeyError, TypeError, OSError, EOFError) as err:  # pickle errors are RuntimeErrors here
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ValueError(f"{checkpoint} is not a checkpoint of this config's model ({reason})") from None
     run = trainer.validate if stage == "validate" else trainer.test
-    results = run(module, datamodule=datamodule, ckpt_path=str(checkpoint))
+    results = run(module, datamodule=datamodule)
     return {k: float(v) for k, v in (results[0] if results else {}).items()}

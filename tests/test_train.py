@@ -155,3 +155,16 @@ def test_fit_cli_rejects_bad_arguments(capsys):
     assert "no recipe 'no_such_recipe'" in capsys.readouterr().err
     assert cli.main(["fit", "optim.lr"]) == 2
     assert "is not KEY=VALUE" in capsys.readouterr().err
+
+
+@pytest.mark.filterwarnings("ignore:.*LeafSpec.*:FutureWarning")
+def test_validate_and_test_a_checkpoint(tmp_path, capsys):
+    result = fit(tiny_cfg(tmp_path, "name=ev", "trainer.max_steps=2"))
+    checkpoint = str(result.last_checkpoint)
+    common = ["--config", "quickstart", *TINY, f"root={tmp_path}", "name=ev-eval", "--ckpt", checkpoint]
+    assert cli.main(["validate", *common]) == 0
+    assert "val/top1:" in capsys.readouterr().out
+    assert cli.main(["test", *common]) == 0
+    assert "test/top1:" in capsys.readouterr().out
+    assert cli.main(["validate", *common[:-1], str(tmp_path / "missing.ckpt")]) == 2
+    assert "does not exist" in capsys.readouterr().err
