@@ -41,7 +41,7 @@ def test_every_recipe_loads_and_builds_model_and_data(tmp_path, recipe):
     writers = {"cifar10": write_cifar10, "cifar100": write_cifar100, "imagenet100": write_imagenet100}
     overrides = []
     for name, write in writers.items():
-        if recipe.endswith(f"_{name}.yaml"):
+        if f"_{name}." in recipe or f"_{name}_" in recipe:
             write(tmp_path)
             overrides.append(f"data.root={tmp_path}")
     cfg = load_config(RECIPES_DIR / recipe, overrides)
