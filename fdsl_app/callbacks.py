@@ -88,7 +88,7 @@ class SampleGrid(L.Callback):
         images = batch[0][:64].detach().float().cpu()
         mean = torch.tensor(self.mean).view(1, -1, 1, 1)
         std = torch.tensor(self.std).view(1, -1, 1, 1)
-        if images.shape[1] == mean.shape[1]:
+        if mean.shape[1] in (1, images.shape[1]):  # a single mean/std applies to every channel
             images = images * std + mean
         tiles = (images.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
         columns = 8
@@ -157,6 +157,7 @@ class LastCheckpoint(L.Callback):
     """Writes ``last.ckpt`` at a training step: every `every_n_steps` steps, at the last step of the run, at the end
     of each epoch when no step interval is set, and at `stop_at_step`, where it also stops the run.
 
+    A stop requested before this callback runs (Lightning's Timer for ``max_time``, placed before it) also saves.
     The checkpoint is taken right after the optimiser step, mid-epoch, so that a run resumed from it continues the
     same epoch with the same data and randomness (unlike a checkpoint taken after the epoch-end hooks, from which
     Lightning starts the next epoch). The file is replaced atomically.
@@ -166,12 +167,16 @@ class LastCheckpoint(L.Callback):
         self.path = Path(path)
         self.every_n_steps = every_n_steps
         self.stop_at_step = stop_at_step
+        self._seen_step = -1
 
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
         step = trainer.global_step
-        final = trainer.max_steps > 0 and step >= trainer.max_steps
+        if step == self._seen_step:  # a micro-batch of gradient accumulation: no optimiser step, nothing to save
+            return
+        self._seen_step = step
+        final = trainer.should_stop or (trainer.max_steps > 0 and step >= trainer.max_steps)
         last_batch = batch_idx + 1 >= trainer.num_training_batches
         final |= last_batch and trainer.current_epoch + 1 >= (trainer.max_epochs or 1) and trainer.max_steps < 0
         periodic = self.every_n_steps is not None and step % self.every_n_steps == 0

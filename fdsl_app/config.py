@@ -78,8 +78,11 @@ class AugmentCfg:
             _at_least("data.augment", name, getattr(self, name), 0.0)
         if len(self.scale) != 2 or not 0 < self.scale[0] <= self.scale[1] <= 1:
             raise ValueError(f"data.augment.scale must be [low, high] with 0 < low <= high <= 1, got {self.scale}")
-        if len(self.mean) != len(self.std) or any(s <= 0 for s in self.std):
-            raise ValueError("data.augment.mean and std must have one entry per channel, and std > 0")
+        if len(self.mean) != len(self.std) or len(self.mean) not in (1, 3) or any(s <= 0 for s in self.std):
+            raise ValueError(
+                f"data.augment.mean and std must both have 1 or 3 entries (one per RGB channel) and std > 0, "
+                f"got mean {self.mean}, std {self.std}"
+            )
 
 
 DATA_SOURCES = ("family", "cifar10", "cifar100", "imagenet100", "folder")
@@ -138,6 +141,9 @@ class OptimCfg:
         _choice("optim", "lr_scaling", self.lr_scaling, ("none", "linear"))
         for name in ("lr", "weight_decay", "warmup_epochs", "warmup_lr", "min_lr"):
             _at_least("optim", name, getattr(self, name), 0.0)
+        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+            raise ValueError(f"optim.betas must be two numbers in [0, 1), got {self.betas}")
+        _at_least("optim", "clip_grad", self.clip_grad, 0.0)
         if self.ema_decay is not None and not 0 < self.ema_decay < 1:
             raise ValueError(f"optim.ema_decay must be in (0, 1) or null, got {self.ema_decay}")
 
@@ -158,7 +164,8 @@ class TrainerCfg:
     limit_train_batches: float | None = None
     limit_val_batches: float | None = None
     val_every_n_epochs: int = 1
-    checkpoint_every_n_steps: int | None = None  # also save `last` every n steps (preemption safety)
+    # Save `last` every n optimiser steps (preemption safety); unset: at each epoch end. Always at the end of the run.
+    checkpoint_every_n_steps: int | None = None
     # Stop at this optimiser step with a checkpoint, the schedule unchanged: resume=auto continues exactly there
     # (splits a long run into jobs). max_time ("DD:HH:MM:SS") stops on wall time instead, also with a checkpoint.
     stop_at_step: int | None = None
@@ -167,6 +174,12 @@ class TrainerCfg:
 
     def __post_init__(self) -> None:
         _at_least("trainer", "num_nodes", self.num_nodes, 1)
+        _at_least("trainer", "max_epochs", self.max_epochs, 1)
+        if self.max_steps != -1 and self.max_steps < 1:
+            raise ValueError(f"trainer.max_steps must be -1 (by epochs) or >= 1, got {self.max_steps}")
+        _at_least("trainer", "checkpoint_every_n_steps", self.checkpoint_every_n_steps, 1)
+        _at_least("trainer", "stop_at_step", self.stop_at_step, 1)
+        _at_least("trainer", "val_every_n_epochs", self.val_every_n_epochs, 1)
         _at_least("trainer", "accumulate_grad_batches", self.accumulate_grad_batches, 1)
         _at_least("trainer", "log_every_n_steps", self.log_every_n_steps, 1)
 
@@ -202,6 +215,8 @@ class RunCfg:
 
     def __post_init__(self) -> None:
         _choice("(run)", "task", self.task, ("pretrain", "finetune"))
+        if not 0 <= self.seed < 2**32:
+            raise ValueError(f"seed must be in [0, 2**32 - 1] (Lightning seeds numpy with it), got {self.seed}")
         if self.resume is not None and self.resume != "auto" and not Path(self.resume).is_file():
             raise ValueError(f"resume={self.resume!r} is neither 'auto' nor an existing checkpoint file")
 

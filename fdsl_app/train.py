@@ -26,7 +26,8 @@ from typing import Any
 import lightning as L
 import torch
 import yaml
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import ModelCheckpoint, Timer
+from lightning.pytorch.utilities import rank_zero_only
 
 from fdsl_app import render
 from fdsl_app.callbacks import LastCheckpoint, ResumeDataPosition, RngState, SampleGrid, Throughput
@@ -37,7 +38,9 @@ from fdsl_app.models.module import ClassifierModule, NonFiniteLossError, create_
 
 log = logging.getLogger("fdsl_app")
 
-# Keys a resumed run may change: how long it runs and how it loads and logs, never what it learns from.
+# Keys a resumed run may change: how long it runs, where, and how it loads and logs. (A longer max_steps or
+# max_epochs stretches the learning-rate schedule from the resumed step on; other devices or nodes change the
+# per-rank augmentation seeds: both deliberate choices of whoever resumes.)
 _RESUME_FREE = {
     "resume", "trainer.max_epochs", "trainer.max_steps", "trainer.enable_progress_bar", "trainer.devices",
     "trainer.num_nodes", "trainer.strategy", "trainer.checkpoint_every_n_steps", "data.num_workers",
@@ -95,8 +98,14 @@ def prepare_run_dir(cfg: RunCfg) -> tuple[Path, Path | None]:
         (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise ValueError(f"cannot create run directory {run_dir}: {err.strerror or err}") from None
-    saved.write_text(to_yaml(cfg))
+    if _rank_zero():
+        saved.write_text(to_yaml(cfg))
     return run_dir, resume_from
+
+
+def _rank_zero() -> bool:
+    """Whether this process writes the run directory's files (with DDP every rank runs fit())."""
+    return rank_zero_only.rank == 0
 
 
 def _read_metrics(path: Path) -> list[dict[str, str]]:
@@ -159,9 +168,10 @@ def _logger(cfg: RunCfg, run_dir: Path) -> Any:
 
     # The run id is kept in the run directory, so that a resumed run continues the same W&B run.
     id_file = run_dir / "wandb_id"
-    if not id_file.is_file():
+    if not id_file.is_file() and _rank_zero():  # other ranks log nothing to W&B
         id_file.write_text(wandb.sdk.lib.runid.generate_id())
-    return WandbLogger(project=cfg.log.project, name=cfg.name, save_dir=str(run_dir), id=id_file.read_text().strip(),
+    run_id = id_file.read_text().strip() if id_file.is_file() else None
+    return WandbLogger(project=cfg.log.project, name=cfg.name, save_dir=str(run_dir), id=run_id,
                        resume="allow", offline=cfg.log.wandb_mode == "offline", config=to_dict(cfg))  # fmt: skip
 
 
@@ -174,7 +184,6 @@ def make_trainer(cfg: RunCfg, run_dir: Path, callbacks: list[L.Callback], logger
         limit_train_batches=t.limit_train_batches, limit_val_batches=t.limit_val_batches,
         check_val_every_n_epoch=t.val_every_n_epochs, gradient_clip_val=cfg.optim.clip_grad,
         enable_progress_bar=t.enable_progress_bar, callbacks=callbacks, logger=logger, enable_model_summary=False,
-        max_time=t.max_time,
     )  # fmt: skip
 
 
@@ -185,14 +194,19 @@ def _steps_per_epoch(cfg: RunCfg, batches: int) -> int:
     return max(1, math.ceil(batches / cfg.trainer.accumulate_grad_batches))
 
 
-def build(cfg: RunCfg, trainer: L.Trainer) -> tuple[L.LightningDataModule, ClassifierModule]:
-    """The datamodule and the module for `cfg`, sized for `trainer`'s world."""
+def build(cfg: RunCfg, trainer: L.Trainer, *, training: bool = True) -> tuple[L.LightningDataModule, ClassifierModule]:
+    """The datamodule and the module for `cfg`, sized for `trainer`'s world (for evaluation: no schedule, no init)."""
     datamodule, num_classes = build_datamodule(cfg, world_size=trainer.world_size)
-    datamodule.setup("fit")
-    steps_per_epoch = _steps_per_epoch(cfg, len(datamodule.train_dataloader()))
-    max_steps = cfg.trainer.max_steps if cfg.trainer.max_steps > 0 else steps_per_epoch * cfg.trainer.max_epochs
+    steps_per_epoch = max_steps = 1
+    if training:
+        datamodule.setup("fit")
+        # Counted before Lightning attaches the trainer, so over one process: each of the world's ranks gets its
+        # share of the batches (the per-device batch is already the global batch / world).
+        single = len(datamodule.train_dataloader())
+        steps_per_epoch = _steps_per_epoch(cfg, math.ceil(single / trainer.world_size))
+        max_steps = cfg.trainer.max_steps if cfg.trainer.max_steps > 0 else steps_per_epoch * cfg.trainer.max_epochs
     net = create_network(cfg.model, num_classes, cfg.data.image_size)
-    if cfg.model.init_from is not None:
+    if training and cfg.model.init_from is not None:
         load_pretrained(net, cfg.model.init_from, report=log.info)
     module = ClassifierModule(net, num_classes, cfg.optim, cfg.data.augment, global_batch_size=cfg.data.batch_size,
                               steps_per_epoch=steps_per_epoch, max_steps=max_steps)  # fmt: skip
@@ -203,7 +217,8 @@ def fit(cfg: RunCfg) -> FitResult:
     """Train as `cfg` says; returns where the run went and its final metrics."""
     start = time.perf_counter()
     run_dir, resume_from = prepare_run_dir(cfg)
-    (run_dir / "env.json").write_text(json.dumps(environment(), indent=2))
+    if _rank_zero():
+        (run_dir / "env.json").write_text(json.dumps(environment(), indent=2))
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     logger = _logger(cfg, run_dir)
     # `last` at a training step (see LastCheckpoint), `best` by val/top1 after validation.
@@ -213,6 +228,8 @@ def fit(cfg: RunCfg) -> FitResult:
                            monitor="val/top1", mode="max", save_top_k=1, save_on_train_epoch_end=False)  # fmt: skip
     throughput = Throughput()
     callbacks: list[L.Callback] = [last, best, throughput, ResumeDataPosition(), RngState()]
+    if cfg.trainer.max_time is not None:  # before LastCheckpoint, so that a time-out stop is saved
+        callbacks.insert(0, Timer(duration=cfg.trainer.max_time, interval="step"))
     if cfg.log.sample_grid:
         wandb = logger if cfg.log.backend == "wandb" else None
         callbacks.append(SampleGrid(run_dir / "samples.png", cfg.data.augment.mean, cfg.data.augment.std, wandb))
@@ -224,7 +241,8 @@ def fit(cfg: RunCfg) -> FitResult:
             # metrics.csv and the checkpoints live in the run directory and a resumed run adds to them, as intended.
             warnings.filterwarnings("ignore", message="Experiment logs directory .* exists and is not empty")
             warnings.filterwarnings("ignore", message="Checkpoint directory .* exists and is not empty")
-            # The data position is restored by ResumeDataPosition, which Lightning does not know about.
+            # The data position is restored by ResumeDataPosition (EpochSampler, every data source), which Lightning
+            # does not know about.
             warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch")
             trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
     except NonFiniteLossError as err:
@@ -232,7 +250,8 @@ def fit(cfg: RunCfg) -> FitResult:
         trainer.save_checkpoint(good)  # the loss is checked before backward: these weights are the last good ones
         raise RuntimeError(f"{err}; the last good state is in {good}") from None
     finally:
-        _merge_metrics(run_dir / "metrics.csv", earlier_metrics)
+        if _rank_zero():
+            _merge_metrics(run_dir / "metrics.csv", earlier_metrics)
         if cfg.log.backend == "wandb" and trainer.is_global_zero:
             import wandb
 
@@ -250,12 +269,13 @@ def evaluate(cfg: RunCfg, checkpoint: str | Path, stage: str = "validate") -> di
         raise ValueError(f"checkpoint {checkpoint} does not exist")
     os.makedirs(cfg.run_dir, exist_ok=True)
     trainer = make_trainer(cfg, cfg.run_dir, [], False)
-    datamodule, module = build(cfg, trainer)
+    datamodule, module = build(cfg, trainer, training=False)
     try:
-        state = torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]
-        module.load_state_dict(state)
+        stored = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        module.on_load_checkpoint(stored)  # EMA weights in or out, as a resume handles them
+        module.load_state_dict(stored["state_dict"])
     except (RuntimeError, KeyError, TypeError, OSError, EOFError) as err:  # pickle errors are RuntimeErrors here
-        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        reason = " ".join(str(err).split())[:300] or type(err).__name__
         raise ValueError(f"{checkpoint} is not a checkpoint of this config's model ({reason})") from None
     run = trainer.validate if stage == "validate" else trainer.test
     results = run(module, datamodule=datamodule)

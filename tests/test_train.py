@@ -81,14 +81,40 @@ def test_pretrain_then_finetune_from_its_checkpoint(tmp_path, capsys):
     assert len(losses(tmp_path / "ft")) == 3 and "run directory:" in out.out
 
 
+def cifar_cfg(tmp_path: Path, *extra: str):
+    """The CPU CIFAR-10 fine-tuning recipe on test-written data, from scratch, tiny."""
+    root = tmp_path / "cifar"
+    if not root.exists():
+        write_cifar10(root, per_batch=20)
+    return load_config(RECIPES_DIR / "finetune_cifar10_quickstart.yaml", [
+        f"root={tmp_path}", f"data.root={root}", "model.init_from=null", "data.batch_size=8", "data.num_workers=0",
+        "trainer.enable_progress_bar=false", "trainer.log_every_n_steps=1", *extra,
+    ])  # fmt: skip
+
+
 @pytest.mark.filterwarnings("ignore:.*LeafSpec.*:FutureWarning")
-def test_resume_gives_the_losses_of_an_uninterrupted_run(tmp_path):
-    straight = fit(tiny_cfg(tmp_path, "name=straight", "trainer.max_steps=4"))
-    fit(tiny_cfg(tmp_path, "name=split", "trainer.max_steps=4", "trainer.stop_at_step=2"))
-    resumed = fit(tiny_cfg(tmp_path, "name=split", "trainer.max_steps=4", "resume=auto"))
+@pytest.mark.parametrize(
+    "make, extra",
+    [(tiny_cfg, []), (tiny_cfg, ["trainer.accumulate_grad_batches=2"]), (cifar_cfg, [])],
+    ids=["family", "family-accumulate", "cifar"],
+)
+def test_resume_gives_the_losses_of_an_uninterrupted_run(tmp_path, make, extra):
+    straight = fit(make(tmp_path, "name=straight", "trainer.max_steps=4", *extra))
+    fit(make(tmp_path, "name=split", "trainer.max_steps=4", "trainer.stop_at_step=2", *extra))
+    resumed = fit(make(tmp_path, "name=split", "trainer.max_steps=4", "resume=auto", *extra))
     a, b = losses(straight.run_dir), losses(resumed.run_dir)
-    assert len(a) == len(b) == 4
+    assert len(a) == len(b) >= 4
     np.testing.assert_allclose(b, a, rtol=1e-5)
+
+
+@pytest.mark.filterwarnings("ignore:.*LeafSpec.*:FutureWarning")
+def test_max_time_stops_with_a_checkpoint_of_the_last_step(tmp_path):
+    import torch
+
+    result = fit(tiny_cfg(tmp_path, "name=timed", "trainer.max_epochs=50", "trainer.max_time=00:00:00:03"))
+    stored = torch.load(result.last_checkpoint, map_location="cpu", weights_only=True)
+    steps = len(losses(result.run_dir))
+    assert 0 < steps < 50 * 16 and stored["global_step"] == steps
 
 
 @pytest.mark.filterwarnings("ignore:.*LeafSpec.*:FutureWarning")

@@ -207,7 +207,7 @@ def build_datamodule(cfg: RunCfg, *, world_size: int = 1) -> tuple[L.LightningDa
             **loader,
         )
         return family, family.num_classes
-    if data.root is None:
-        raise ValueError(f"data.root must name the {data.source} folder (data.source={data.source})")
-    real = REAL_DATAMODULES[data.source](data.root, image_size=data.image_size, augment=data.augment, **loader)
+    real = REAL_DATAMODULES[data.source](
+        data.root, image_size=data.image_size, augment=data.augment, seed=cfg.seed, **loader
+    )
     return real, real.num_classes

@@ -22,6 +22,7 @@ from torchvision.datasets import ImageFolder
 
 from fdsl_app.config import AugmentCfg
 from fdsl_app.data.augment import real_transforms
+from fdsl_app.data.synthetic import EpochSampler
 
 IMAGENET100_LIST = Path(__file__).with_name("imagenet100.txt")
 CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar.html"
@@ -67,6 +68,7 @@ class RealDataModule(L.LightningDataModule):
         num_workers: int = 0,
         pin_memory: bool = False,
         persistent_workers: bool = False,
+        seed: int = 0,
     ) -> None:
         super().__init__()
         if batch_size < 1 or num_workers < 0 or image_size < 1:
@@ -75,6 +77,7 @@ class RealDataModule(L.LightningDataModule):
                 f"{num_workers}"
             )
         self.root = Path(root).expanduser()
+        self.seed = int(seed)  # training order per (seed, epoch)
         self.image_size = int(image_size)
         self.augment = augment if augment is not None else AugmentCfg()
         self.batch_size = batch_size
@@ -117,12 +120,22 @@ class RealDataModule(L.LightningDataModule):
     def test_dataloader(self) -> DataLoader:
         return self.val_dataloader()
 
+    def _replicas(self) -> dict[str, int]:
+        kwargs = self.trainer.distributed_sampler_kwargs if self.trainer is not None else None
+        return {"num_replicas": int(kwargs["num_replicas"]), "rank": int(kwargs["rank"])} if kwargs else {}
+
     def _loader(self, dataset: Dataset[Any], *, train: bool) -> DataLoader:
+        # Training order from an EpochSampler: a pure function of (seed, epoch), sharded over ranks, and able to
+        # start mid-epoch, so a resumed run sees the batches an uninterrupted run would.
+        sampler = None
+        if train:
+            sampler = EpochSampler(dataset, seed=self.seed, drop_last=True, encode_epoch=False, **self._replicas())
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
-            shuffle=train,
+            sampler=sampler,
             drop_last=train,
+            generator=torch.Generator().manual_seed(self.seed),
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             persistent_workers=self.persistent_workers,

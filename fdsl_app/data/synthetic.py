@@ -240,6 +240,8 @@ class EpochSampler(DistributedSampler[int]):
         num_replicas, rank: processes sharing the epoch and this one's place among them.
         drop_last: cut the order to a multiple of `num_replicas` instead of padding it.
         epoch: the first epoch (as :meth:`set_epoch`).
+        encode_epoch: yield ``epoch * len + i`` (for :class:`FormulaDataset`), else plain positions ``i`` (for any
+            map-style dataset: real data gets the same per-(seed, epoch) order and mid-epoch resume).
     """
 
     def __init__(
@@ -252,6 +254,7 @@ class EpochSampler(DistributedSampler[int]):
         rank: int | None = None,
         drop_last: bool = False,
         epoch: int = 0,
+        encode_epoch: bool = True,
     ) -> None:
         # DistributedSampler.__init__ is not called: it insists on torch.distributed being initialised.
         num_replicas, rank = _replicas(num_replicas, rank)
@@ -272,6 +275,7 @@ class EpochSampler(DistributedSampler[int]):
         self.num_samples = rounded
         self.epoch = 0
         self._skip = 0
+        self.encode_epoch = encode_epoch
         self.set_epoch(epoch)
 
     def skip_next(self, count: int) -> None:
@@ -299,7 +303,7 @@ class EpochSampler(DistributedSampler[int]):
             order = np.resize(order, self.total_size)
         mine = order[self.rank : self.total_size : self.num_replicas][self._skip :]
         self._skip = 0  # one-shot: the next epoch starts from its beginning
-        return iter((mine + self.epoch * self.length).tolist())
+        return iter((mine + self.epoch * self.length if self.encode_epoch else mine).tolist())
 
     def __len__(self) -> int:
         return self.num_samples
