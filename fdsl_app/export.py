@@ -74,7 +74,12 @@ def export_dataset(
         raise ValueError(f"limit must be in [1, {family.sample_count()}] (the dataset's size), got {limit}")
     if shard_size < 1:
         raise ValueError(f"shard_size must be >= 1, got {shard_size}")
-    out_dir = Path(out_dir)
+    for name, value, high in (("seed", seed, 2**64), ("epoch", epoch, 2**64)):
+        if not 0 <= value < high:
+            raise ValueError(f"{name} must be in [0, 2**64), got {value}")
+    if workers is not None and workers < 1:
+        raise ValueError(f"workers must be >= 1 (or None for all cores), got {workers}")
+    out_dir = Path(out_dir)  # every argument is checked before the folder's manifest is written
     _prepare_folder(
         out_dir,
         family,
@@ -182,8 +187,8 @@ def _run(job: _Job, chunks: list[tuple[int, int]], workers: int) -> Iterator[int
         for chunk in chunks:
             yield _write_chunk(job, chunk)
         return
-    # fork: the family and its parameters reach the workers without pickling; the renderer holds no threads
-    # between calls, so forking is safe.
+    # fork: workers start without re-importing anything; the renderer holds no threads between calls, so forking
+    # is safe. (Each task pickles the job with its parameter arrays: small next to rendering a chunk.)
     with ProcessPoolExecutor(workers, mp_context=get_context("fork")) as pool:
         yield from pool.map(_write_chunk, [job] * len(chunks), chunks)
 

@@ -122,6 +122,23 @@ class Family(ABC):
             detail = ", ".join(f"{k}: file {theirs.get(k)!r} vs {mine.get(k)!r}" for k in differ)
             raise ValueError(f"parameter file was generated with other {self.name} settings ({detail})")
 
+    def check_batch(
+        self, params: ClassParams, classes: np.ndarray, instances: np.ndarray, keys: np.ndarray, out: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """`classes`, `instances` (int64) and `keys` (uint64) of a render call, checked against `out` and the family:
+        one entry per row of `out`, classes below ``params.num_classes``, instances below ``instances_per_class``."""
+        batch = len(out)
+        arrays = {"classes": np.asarray(classes), "instances": np.asarray(instances), "keys": np.asarray(keys)}
+        for name, arr in arrays.items():
+            if arr.shape != (batch,) or not np.issubdtype(arr.dtype, np.integer):
+                raise ValueError(f"{name} must be {batch} ints (one per row of out), got {arr.dtype} {arr.shape}")
+        for name, bound in (("classes", params.num_classes), ("instances", self.instances_per_class)):
+            arr = arrays[name]
+            if batch and (arr.min() < 0 or arr.max() >= bound):
+                raise ValueError(f"{name} must be in 0..{bound - 1}, got {arr.min()}..{arr.max()}")
+        classes, instances = arrays["classes"].astype(np.int64), arrays["instances"].astype(np.int64)
+        return classes, instances, arrays["keys"].astype(np.uint64)
+
     def file_stem(self, cls: int, instance: int) -> str:
         """File name (without suffix) of a sample in an export, unique within its class folder."""
         return f"{cls:05d}_{instance:04d}"

@@ -120,7 +120,8 @@ class ContourFamily(Family):
         moved = instances > 0
         if moved.any():
             # Geometry of instance k of class c: a hash of (parameter seed, class, instance), not of the epoch.
-            ids = classes[moved].astype(np.uint64) * np.uint64(self.settings.instances) + instances[moved]
+            n = np.uint64(self.settings.instances)  # all uint64: no float on the way, exact for any index
+            ids = classes[moved].astype(np.uint64) * n + instances[moved].astype(np.uint64)
             keys = splitmix64(splitmix64(np.uint64(params.seed)) ^ splitmix64(ids))
             sub = rows[moved]
             self.instance_geometry(sub, _uniforms(keys, 5))
@@ -128,7 +129,8 @@ class ContourFamily(Family):
         return rows
 
     def render(self, params, classes, instances, keys, out, *, threads=None):  # noqa: D102 - see Family.render
-        rows = self.sample_rows(params, np.asarray(classes), np.asarray(instances))
+        classes, instances, keys = self.check_batch(params, classes, instances, keys, out)
+        rows = self.sample_rows(params, classes, instances)
         return render.render_contours(rows, out, seeds=derive(keys, 0), style=self.style, threads=threads)
 
 

@@ -439,26 +439,11 @@ class IFSSearchFamily(Family):
     ) -> np.ndarray:
         """Render (class, instance) samples into `out`: the category times its weight row, flipped; see the module."""
         s = self.settings
-        classes, instances, keys = self._check_batch(params, classes, instances, keys, out)
+        classes, instances, keys = self.check_batch(params, classes, instances, keys, out)
         rows, flips = self.instance_layout(instances)
         systems = params.arrays["params"][classes]  # fancy indexing copies: scaling never touches `params`
         systems[..., :6] *= weight_table(s.weight_delta)[rows][:, None, :]
         return render_systems(s, systems, params.arrays["n_maps"][classes], keys, out, flips=flips, threads=threads)
-
-    def _check_batch(
-        self, params: ClassParams, classes: np.ndarray, instances: np.ndarray, keys: np.ndarray, out: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        batch = len(out)
-        arrays = {"classes": np.asarray(classes), "instances": np.asarray(instances), "keys": np.asarray(keys)}
-        for name, arr in arrays.items():
-            if arr.shape != (batch,) or not np.issubdtype(arr.dtype, np.integer):
-                raise ValueError(f"{name} must be {batch} ints (one per row of out), got {arr.dtype} {arr.shape}")
-        bounds = {"classes": len(params.arrays["params"]), "instances": self.instances_per_class}
-        for name, bound in bounds.items():
-            arr = arrays[name]
-            if batch and (arr.min() < 0 or arr.max() >= bound):
-                raise ValueError(f"{name} must be in 0..{bound - 1}, got {arr.min()}..{arr.max()}")
-        return arrays["classes"].astype(np.int64), arrays["instances"].astype(np.int64), arrays["keys"]
 
 
 @register_family

@@ -223,9 +223,9 @@ class OnePFrac(Family):
         *,
         threads: int | None = None,
     ) -> np.ndarray:
-        classes = np.asarray(classes, np.int64)
+        classes, _, keys = self.check_batch(params, classes, instances, keys, out)
         systems, n_maps = params.arrays["params"][classes], params.arrays["n_maps"][classes]
-        return render_systems(self.settings, systems, n_maps, np.asarray(keys, np.uint64), out, threads=threads)
+        return render_systems(self.settings, systems, n_maps, keys, out, threads=threads)
 
 
 def measure_fill(params: np.ndarray, *, threads: int | None = None) -> np.ndarray:
