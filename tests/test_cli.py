@@ -175,9 +175,14 @@ def test_samplers_are_deterministic_for_a_seed(sampler):
 
 def test_sampled_contours_render():
     rng = np.random.default_rng(0)
-    for sample, style in [(preview.sample_rcdb_params, "rcdb"), (preview.sample_visualatom_params, "visualatom")]:
+    for sample, style, background in [
+        (preview.sample_rcdb_params, "rcdb", 255),
+        (preview.sample_visualatom_params, "visualatom", 0),
+    ]:
         params = np.stack([sample(rng) for _ in range(4)])
-        render.render_contours(params, np.empty((4, 32, 32), np.uint8), seeds=0, style=style)
+        out = render.render_contours(params, np.empty((4, 32, 32), np.uint8), seeds=0, style=style)
+        drawn = (out != background).reshape(4, -1).any(axis=1)
+        assert drawn.sum() >= 3, f"{style}: sampled contours should mostly land on the canvas"
 
 
 # image_grid.
