@@ -126,6 +126,8 @@ def render_ifs(
     burn_in: int = 20,
     start_at_fixed_point: bool = False,
     keep_aspect: bool = False,
+    crops: np.ndarray | None = None,
+    crop_pad_fraction: float | None = None,
 ) -> np.ndarray:
     """Render B iterated function systems into ``out`` and return it.
 
@@ -141,6 +143,11 @@ def render_ifs(
         pad: border in pixels on each side; the image must be larger than ``2 * pad``.
         threads: worker threads (default: all cores).
         chains, burn_in, start_at_fixed_point, keep_aspect: fast mode only.
+        crops: fast mode only: ``(B, 4)`` per-sample ``left, top, width, height`` in fractions of the full image
+            (y up, before ``flips``): only that part is drawn, scaled to fill ``out`` -- a random resized crop done
+            on the points, at the output resolution, with no resampling of pixels.
+        crop_pad_fraction: the full image's border as a fraction of its side (default ``pad / width``: the full
+            image at the output size; a family rendering at 362 px with pad 6 passes 6 / 362).
     """
     params = _float_array(params, "params")
     if params.ndim != 3:
@@ -154,8 +161,16 @@ def render_ifs(
         params, _per_sample(n_maps, "n_maps", batch, np.int32), out, seeds, patch_seeds,
         _per_sample(flips, "flips", batch, np.uint8), _int(n_points, "n_points"), mode, raster, bool(color),
         _int(pad, "pad"), _threads(threads), _int(chains, "chains"), _int(burn_in, "burn_in"),
-        bool(start_at_fixed_point), bool(keep_aspect),
+        bool(start_at_fixed_point), bool(keep_aspect), None if crops is None else _float_array(crops, "crops"),
+        _crop_pad(crop_pad_fraction, pad, out),
     )  # fmt: skip
+
+
+def _crop_pad(value: float | None, pad: int, out: np.ndarray) -> float:
+    if value is not None:
+        return float(value)
+    width = out.shape[2] if isinstance(out, np.ndarray) and out.ndim >= 3 else 0
+    return pad / width if width else 0.0
 
 
 def fill_rate(

@@ -63,7 +63,8 @@ void check_threads(int threads) { require_range(threads, "threads", 1, 1 << 16, 
 py::object render_ifs(const py::object& params, const py::object& n_maps, const py::object& out,
                       const py::object& seeds, const py::object& patch_seeds, const py::object& flips,
                       long long n_points, const std::string& mode, const std::string& raster, bool color, int pad,
-                      int threads, int chains, int burn_in, bool start_at_fixed_point, bool keep_aspect) {
+                      int threads, int chains, int burn_in, bool start_at_fixed_point, bool keep_aspect,
+                      const py::object& crops, double crop_pad_fraction) {
     const std::vector<IfsSystem> systems = read_systems(params, n_maps);
     const py::ssize_t batch = py::ssize_t(systems.size());
     const ImageBatch img = output_images(out, kMaxImageSize);
@@ -104,7 +105,31 @@ py::object render_ifs(const py::object& params, const py::object& n_maps, const 
         o.fast = FastChainOptions{chains, burn_in, start_at_fixed_point};
         o.keep_aspect = keep_aspect;
     }
-    const IfsBatch b{systems.data(), batch, seed_p, static_cast<const uint64_t*>(patch_a.data()), flip_p,
+    const float* crop_p = nullptr;
+    std::vector<float> crop_values;
+    if (!crops.is_none()) {
+        if (o.mode != Mode::Fast) throw py::value_error("crops (formula-space crops) need mode='fast'");
+        py::array c = as_array<double>(crops, "crops", "float64", {2});
+        if (c.shape(0) != batch || c.shape(1) != 4)
+            throw py::value_error(cat("crops must have shape (", batch, ", 4): left, top, width, height; got ",
+                                      shape_of(c)));
+        if (!(crop_pad_fraction >= 0.0 && crop_pad_fraction < 0.5))
+            throw py::value_error(cat("crop_pad_fraction must be in [0, 0.5), got ", crop_pad_fraction));
+        const double* v = static_cast<const double*>(c.data());
+        for (py::ssize_t i = 0; i < batch; ++i) {
+            const double l = v[4 * i], t = v[4 * i + 1], w = v[4 * i + 2], h = v[4 * i + 3];
+            const bool ok = std::isfinite(l + t + w + h) && l >= 0 && t >= 0 && w > 0 && h > 0 && l + w <= 1 + 1e-6 &&
+                            t + h <= 1 + 1e-6;
+            if (!ok)
+                throw py::value_error(cat("crops[", i, "] = (", l, ", ", t, ", ", w, ", ", h, ") must lie inside the "
+                                          "unit square: left, top >= 0, width, height > 0, left + width <= 1, "
+                                          "top + height <= 1"));
+        }
+        crop_values.assign(v, v + 4 * batch);
+        crop_p = crop_values.data();
+        o.crop_pad_fraction = float(crop_pad_fraction);
+    }
+    const IfsBatch b{systems.data(), batch, seed_p, static_cast<const uint64_t*>(patch_a.data()), flip_p, crop_p,
                      img.data, img.height, img.width, img.channels};
     {
         // Safe without the GIL: only raw buffers are touched, and the arrays stay referenced by the caller's frame.
@@ -154,7 +179,8 @@ void register_ifs(py::module_& m) {
     m.def("render_ifs", &render_ifs, py::arg("params"), py::arg("n_maps"), py::arg("out"), py::arg("seeds"),
           py::arg("patch_seeds"), py::arg("flips"), py::arg("n_points"), py::arg("mode"), py::arg("raster"),
           py::arg("color"), py::arg("pad"), py::arg("threads"), py::arg("chains"), py::arg("burn_in"),
-          py::arg("start_at_fixed_point"), py::arg("keep_aspect"),
+          py::arg("start_at_fixed_point"), py::arg("keep_aspect"), py::arg("crops") = py::none(),
+          py::arg("crop_pad_fraction") = 0.0,
           "Render a batch of IFS images into `out` (uint8, (B,H,W) or (B,H,W,3)); see fdsl_app.render.render_ifs.");
     m.def("fill_rate", &fill_rate, py::arg("params"), py::arg("n_maps"), py::arg("seeds"), py::arg("n_points"),
           py::arg("size"), py::arg("pad"), py::arg("threads"),

@@ -214,4 +214,31 @@ void fast_pixels(const float* xs, const float* ys, int64_t n, const float bbox[4
     }
 }
 
+FDSL_MULTIVERSION
+int64_t fast_pixels_cropped(const float* xs, const float* ys, int64_t n, const float bbox[4], int width, int height,
+                            bool keep_aspect, const CropWindow& crop, int32_t* cols, int32_t* rows) {
+    // Normalised coordinates of the full image: the attractor fills [p, 1 - p] per axis (or keeps its aspect).
+    const float p = crop.pad_fraction, room = 1.0f - 2.0f * p;
+    const float span_x = bbox[1] - bbox[0], span_y = bbox[3] - bbox[2];
+    float sx = span_x > 0.0f ? room / span_x : 0.0f, sy = span_y > 0.0f ? room / span_y : 0.0f;
+    if (keep_aspect) {
+        const float s = (sx > 0.0f && sy > 0.0f) ? std::min(sx, sy) : std::max(sx, sy);
+        sx = sy = s;
+    }
+    const float ox = p + 0.5f * (room - sx * span_x), oy = p + 0.5f * (room - sy * span_y);
+    // Output pixel = (normalised - crop corner) / crop size * output size; y is up in the full image, so the
+    // crop's top edge is at 1 - top and rows count from the bottom like fast_pixels' (the rasteriser flips them).
+    const float kx = float(width) / crop.width, ky = float(height) / crop.height;
+    const float cx0 = crop.left, cy0 = 1.0f - crop.top - crop.height;
+    const float x0 = bbox[0], y0 = bbox[2], fw = float(width), fh = float(height);
+    int64_t out = 0;
+    for (int64_t i = 0; i < n; ++i) {  // branch-free compaction
+        const float c = (((xs[i] - x0) * sx + ox) - cx0) * kx, r = (((ys[i] - y0) * sy + oy) - cy0) * ky;
+        const bool inside = c >= 0.0f && c < fw && r >= 0.0f && r < fh;
+        cols[out] = inside ? int32_t(c) : 0, rows[out] = inside ? int32_t(r) : 0;
+        out += inside;
+    }
+    return out;
+}
+
 }  // namespace fdsl

@@ -55,6 +55,19 @@ void fast_chain(const IfsSystem& system, uint64_t seed, int64_t n, const FastCha
 void fast_pixels(const float* xs, const float* ys, int64_t n, const float bbox[4], int width, int height, int pad,
                  bool keep_aspect, int32_t* cols, int32_t* rows);
 
+// A crop of the full image, in fractions of it, in the final orientation (y up, before any variant flip): the
+// geometric augmentation applied to the points instead of the pixels. The full image is the render without a
+// crop, whose border is `pad_fraction` of its side.
+struct CropWindow {
+    float left, top, width, height;
+    float pad_fraction;
+};
+
+// As fast_pixels, but only the points inside `crop`, scaled so that the crop fills width x height (a random
+// resized crop drawn directly at the output resolution). Returns the number of points written.
+int64_t fast_pixels_cropped(const float* xs, const float* ys, int64_t n, const float bbox[4], int width, int height,
+                            bool keep_aspect, const CropWindow& crop, int32_t* cols, int32_t* rows);
+
 // Fixed point of map 0, (I - A)^-1 b; the origin if I - A is (nearly) singular.
 void fixed_point(const AffineMap& map, double* x, double* y);
 

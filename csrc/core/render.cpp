@@ -35,8 +35,8 @@ struct Scratch {
 };
 
 // Renders one image into `canvas` (points, pixels, raster); returns the number of points drawn.
-int64_t render_one(const IfsSystem& system, uint64_t seed, uint64_t patch_seed, int flip, const IfsRenderOptions& o,
-                   const Canvas& canvas, Scratch& s) {
+int64_t render_one(const IfsSystem& system, uint64_t seed, uint64_t patch_seed, int flip, const float* crop,
+                   const IfsRenderOptions& o, const Canvas& canvas, Scratch& s) {
     int64_t n = o.n_points;
     Rasteriser raster(canvas, RasterOptions{o.raster, o.color, flip}, patch_seed, s.raster);
     if (o.mode == Mode::Reference) {
@@ -59,9 +59,18 @@ int64_t render_one(const IfsSystem& system, uint64_t seed, uint64_t patch_seed, 
         fast_chain(system, seed, n, o.fast, s.xf.data(), s.yf.data(), bbox);
         for (int64_t first = 0; first < n; first += kChunk) {
             const int64_t k = std::min(kChunk, n - first);
-            fast_pixels(s.xf.data() + first, s.yf.data() + first, k, bbox, canvas.width, canvas.height, o.pad,
-                        o.keep_aspect, s.cols.data(), s.rows.data());
-            raster.draw(s.cols.data(), s.rows.data(), k, first);
+            const float* xs = s.xf.data() + first;
+            const float* ys = s.yf.data() + first;
+            if (crop == nullptr) {
+                fast_pixels(xs, ys, k, bbox, canvas.width, canvas.height, o.pad, o.keep_aspect, s.cols.data(),
+                            s.rows.data());
+                raster.draw(s.cols.data(), s.rows.data(), k, first);
+            } else {
+                const CropWindow window{crop[0], crop[1], crop[2], crop[3], o.crop_pad_fraction};
+                const int64_t kept = fast_pixels_cropped(xs, ys, k, bbox, canvas.width, canvas.height, o.keep_aspect,
+                                                         window, s.cols.data(), s.rows.data());
+                raster.draw(s.cols.data(), s.rows.data(), kept, first);  // patch masks keep their chunk offsets
+            }
         }
     }
     raster.finish();
@@ -80,7 +89,8 @@ void render_ifs_batch(const IfsBatch& b, const IfsRenderOptions& o, int threads)
     for (int w = 0; w < workers; ++w) scratch.emplace_back(o, b.height, b.width);
     parallel_for(b.size, workers, [&](int64_t i, int worker) {
         const Canvas canvas{b.out + i * image_bytes, b.height, b.width, b.channels};
-        render_one(b.systems[i], b.seeds[i], b.patch_seeds[i], b.flips[i], o, canvas, scratch[worker]);
+        render_one(b.systems[i], b.seeds[i], b.patch_seeds[i], b.flips[i], b.crops ? b.crops + 4 * i : nullptr, o,
+                   canvas, scratch[worker]);
     });
 }
 
@@ -95,7 +105,7 @@ void fill_rate_batch(const IfsSystem* systems, int64_t size, const uint64_t* see
     for (int w = 0; w < workers; ++w) scratch.emplace_back(o, image_size, image_size);
     parallel_for(size, workers, [&](int64_t i, int worker) {
         const Canvas canvas{images[worker].data(), image_size, image_size, 1};
-        render_one(systems[i], seeds[i], 0, 0, o, canvas, scratch[worker]);
+        render_one(systems[i], seeds[i], 0, 0, nullptr, o, canvas, scratch[worker]);
         int64_t lit = 0;
         for (uint8_t v : images[worker]) lit += v != 0;
         rates[i] = double(lit) / double(pixels);

@@ -20,6 +20,7 @@ struct IfsRenderOptions {
     bool color = false;
     FastChainOptions fast;     // fast mode only
     bool keep_aspect = false;  // fast mode only
+    float crop_pad_fraction = 0.0f;  // with IfsBatch::crops: the full image's border, as a fraction of its side
 };
 
 // A batch of B images, H x W x C each, contiguous in `out`; per-sample seeds, patch seeds and flips (0..3).
@@ -29,6 +30,7 @@ struct IfsBatch {
     const uint64_t* seeds;
     const uint64_t* patch_seeds;
     const uint8_t* flips;
+    const float* crops;  // null, or B x (left, top, width, height): fast mode draws only that part of the image
     uint8_t* out;
     int height, width, channels;
 };

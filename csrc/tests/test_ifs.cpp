@@ -106,7 +106,7 @@ void test_batch_is_thread_independent() {
     std::vector<uint8_t> flips = {0, 1, 2, 3, 0, 1}, a(batch * size * size), b(a.size());
     IfsRenderOptions o;
     o.mode = Mode::Fast, o.n_points = 5000, o.raster = Raster::Patch;
-    IfsBatch io{systems.data(), batch, seeds.data(), seeds.data(), flips.data(), a.data(), size, size, 1};
+    IfsBatch io{systems.data(), batch, seeds.data(), seeds.data(), flips.data(), nullptr, a.data(), size, size, 1};
     render_ifs_batch(io, o, 1);
     io.out = b.data();
     render_ifs_batch(io, o, 4);

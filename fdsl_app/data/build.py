@@ -7,6 +7,8 @@ in the loader workers, rendered data in :meth:`FamilyDataModule.on_after_batch_t
 
 from __future__ import annotations
 
+import logging
+from dataclasses import replace
 from typing import Any
 
 import lightning as L
@@ -19,7 +21,7 @@ from fdsl_app.data.augment import DeviceAugment
 from fdsl_app.data.datamodule import FormulaDataModule
 from fdsl_app.data.keys import derive, sample_keys, splitmix64
 from fdsl_app.data.real import REAL_DATAMODULES
-from fdsl_app.data.synthetic import FormulaDataset, collate_samples
+from fdsl_app.data.synthetic import FormulaAugmentSpec, FormulaDataset, collate_samples
 
 _VAL_STREAM = 0x7A1  # sub-key of the run seed for the validation renders: never a training key
 _AUGMENT_SALT = 0xA06_0E47  # keeps batch-augmentation seeds apart from the per-sample render keys
@@ -57,6 +59,9 @@ def per_device_batch_size(batch_size: int, world_size: int = 1, accumulate_grad_
         f"(devices x nodes) x trainer.accumulate_grad_batches {accumulate_grad_batches} = {parts} micro-batches; "
         f"{hint}"
     )
+
+
+log = logging.getLogger(__name__)
 
 
 class FamilyDataModule(FormulaDataModule):
@@ -100,9 +105,21 @@ class FamilyDataModule(FormulaDataModule):
         augment = augment if augment is not None else AugmentCfg()
         self.image_size = int(image_size)
         self.val_classes = val_classes
-        self.train_augment = DeviceAugment(augment, image_size, train=True, seed=self.seed)
+        self.augment = augment
+        # The fastest path the family allows: IFS families in fast mode crop and flip the points and draw at the
+        # training size (no pixel resampling); the device then adds only photometric augmentation and erasing.
+        self.path = "formula-space crop + device photometric" if self.family.formula_augment else "device"
+        geometric = replace(augment, scale=[1.0, 1.0], hflip=0.0, vflip=0.0) if self.family.formula_augment else augment
+        log.info("data path: %s augmentation (%s)", self.path, self.family.name)
+        self.train_augment = DeviceAugment(geometric, image_size, train=True, seed=self.seed)
         self.eval_augment = DeviceAugment(augment, image_size, train=False)
         self.val_dataset: Subset | None = None
+
+    def formula_augment_spec(self) -> FormulaAugmentSpec | None:
+        if not self.family.formula_augment:
+            return None
+        a = self.augment
+        return FormulaAugmentSpec(self.image_size, (a.scale[0], a.scale[1]), a.hflip, a.vflip)
 
     def setup(self, stage: str | None = None) -> None:
         super().setup(stage)

@@ -20,7 +20,7 @@ import torch
 from torch.utils.data import DataLoader
 
 import fdsl_app.families  # noqa: F401 - registers the families
-from fdsl_app.data.synthetic import EpochSampler, FormulaDataset, collate_samples
+from fdsl_app.data.synthetic import EpochSampler, FormulaAugmentSpec, FormulaDataset, collate_samples
 from fdsl_app.families.base import RENDER_SETTINGS, ClassParams, Family
 from fdsl_app.families.params_io import load_params
 from fdsl_app.families.registry import create_family
@@ -100,8 +100,13 @@ class FormulaDataModule(L.LightningDataModule):
             return
         params = self._file_params if self._file_params is not None else self.family.generate(self.param_seed)
         self.dataset = FormulaDataset(
-            self.family, params, seed=self.seed, samples_per_epoch=self.samples_per_epoch, channels_first=True
-        )
+            self.family, params, seed=self.seed, samples_per_epoch=self.samples_per_epoch, channels_first=True,
+            formula_augment=self.formula_augment_spec(),
+        )  # fmt: skip
+
+    def formula_augment_spec(self) -> FormulaAugmentSpec | None:
+        """Crops and flips in formula space for the training set, or None (subclasses decide)."""
+        return None
 
     def train_dataloader(self) -> DataLoader:
         """Loader of ``(uint8 images (B, C, H, W), int64 labels (B,))`` batches, sharded across ranks."""

@@ -11,9 +11,10 @@ epoch is one pass over the family; with another ``samples_per_epoch``, ``b = (ep
 base_length`` for a stride coprime with the base length, so consecutive epochs walk through the whole family, every
 epoch spreads over all classes, and a long epoch wraps around them), ``class = b // instances_per_class`` (also the
 label) and ``instance = b % instances_per_class``. Every random choice of a sample (chain seeds, patch masks,
-noise) derives from ``sample_keys(seed, epoch, i)``, a counter-based hash, never from worker, thread or process
-state: the same (seed, epoch, i) gives the same bytes with any number of workers, persistent or not, processes or
-nodes, and a later epoch (or the second wrap within an epoch) redraws whatever the family draws at random.
+noise, formula-space crops and flips) derives from ``sample_keys(seed, epoch, i)``, a counter-based hash, never
+from worker, thread or process state: the same (seed, epoch, i) gives the same bytes with any number of workers,
+persistent or not, processes or nodes, and a later epoch (or the second wrap within an epoch) redraws whatever the
+family draws at random.
 ``dataset[i]`` with ``i < len(dataset)`` is therefore sample ``i`` of epoch 0.
 
 Batches. ``__getitems__`` (which the DataLoader calls with a whole batch of indices) renders the batch with one
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence, Sized
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -35,6 +37,7 @@ import torch.distributed as dist
 from torch.utils.data import Dataset, default_collate, get_worker_info
 from torch.utils.data.distributed import DistributedSampler
 
+from fdsl_app.data.formula_space import sample_formula_augment
 from fdsl_app.data.keys import sample_keys
 from fdsl_app.families.base import ClassParams, Family
 
@@ -79,8 +82,11 @@ class FormulaDataset(Dataset[Sample]):
         seed: int = 0,
         samples_per_epoch: int | None = None,
         channels_first: bool = True,
+        formula_augment: FormulaAugmentSpec | None = None,
     ) -> None:
         family.check_params(params)
+        if formula_augment is not None and not family.formula_augment:
+            raise ValueError(f"family {family.name!r} with these settings has no formula-space augmentation")
         if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or not 0 <= seed < _MAX_SEED:
             raise ValueError(f"seed must be an int in [0, 2**64), got {seed!r}")
         base = family.num_classes * family.instances_per_class
@@ -97,6 +103,7 @@ class FormulaDataset(Dataset[Sample]):
         self.length = samples_per_epoch if samples_per_epoch is not None else base
         self.stride = _coprime_stride(base)
         self.channels_first = channels_first
+        self.formula_augment = formula_augment
 
     def __len__(self) -> int:
         return self.length
@@ -109,6 +116,9 @@ class FormulaDataset(Dataset[Sample]):
     def sample_shape(self) -> tuple[int, ...]:
         """Shape of one image tensor as this dataset returns it."""
         shape = self.family.image_shape
+        if self.formula_augment is not None:  # drawn at the training size
+            size = self.formula_augment.size
+            shape = (size, size, *shape[2:])
         if not self.channels_first:
             return shape
         return (1, *shape) if len(shape) == 2 else (shape[2], shape[0], shape[1])
@@ -145,11 +155,18 @@ class FormulaDataset(Dataset[Sample]):
             (shared memory inside a DataLoader worker), and int64 class ids ``(B,)``.
         """
         epochs, positions, classes, instances = self.locate(indices)
-        buffer = _new_buffer((len(classes), *self.family.image_shape))
+        shape = self.sample_shape if not self.channels_first else None
+        raw = self.family.image_shape
+        if self.formula_augment is not None:
+            raw = (self.formula_augment.size, self.formula_augment.size, *raw[2:])
+        buffer = _new_buffer((len(classes), *(shape or raw)))
         threads = 1 if get_worker_info() is not None else None
-        self.family.render(
-            self.params, classes, instances, self.keys(epochs, positions), buffer.numpy(), threads=threads
-        )
+        keys = self.keys(epochs, positions)
+        extra = {}
+        if self.formula_augment is not None:
+            a = self.formula_augment
+            extra["augment"] = sample_formula_augment(keys, a.scale, a.hflip, a.vflip, self.family.image_shape[0])
+        self.family.render(self.params, classes, instances, keys, buffer.numpy(), threads=threads, **extra)
         return self._layout(buffer), torch.from_numpy(classes)
 
     def _layout(self, buffer: torch.Tensor) -> torch.Tensor:
@@ -165,6 +182,16 @@ class FormulaDataset(Dataset[Sample]):
 
     def __getitem__(self, index: int) -> Sample:
         return self.__getitems__([index])[0]
+
+
+@dataclass(frozen=True)
+class FormulaAugmentSpec:
+    """Random resized crop (area `scale`) and flips applied in formula space, drawing at `size` px."""
+
+    size: int
+    scale: tuple[float, float] = (0.08, 1.0)
+    hflip: float = 0.5
+    vflip: float = 0.0
 
 
 def _coprime_stride(n: int) -> int:

@@ -60,6 +60,11 @@ class Family(ABC):
 
     # --- what subclasses provide -------------------------------------------------------------------------------
 
+    @property
+    def formula_augment(self) -> bool:
+        """Whether :meth:`render` takes formula-space crops and flips (IFS families in fast mode)."""
+        return False
+
     def validate(self) -> None:  # noqa: B027 - optional hook
         """Raise ValueError naming the setting when the settings are impossible."""
 
@@ -93,6 +98,7 @@ class Family(ABC):
         out: np.ndarray,
         *,
         threads: int | None = None,
+        augment: Any = None,
     ) -> np.ndarray:
         """Render samples (class, instance) into ``out`` (uint8, ``(B, *image_shape)``) and return ``out``.
 
@@ -101,6 +107,8 @@ class Family(ABC):
             keys: uint64 per-sample keys (``fdsl_app.data.keys.sample_keys``); use ``derive(keys, stream)`` for
                 each kind of random choice.
             threads: renderer threads (None: all cores; DataLoader workers pass 1).
+            augment: a :class:`~fdsl_app.data.formula_space.FormulaAugment` (crops and flips applied to the points,
+                ``out`` at the training size), for families whose :attr:`formula_augment` is true.
         """
 
     # --- shared helpers ----------------------------------------------------------------------------------------

@@ -128,7 +128,9 @@ class ContourFamily(Family):
             rows[moved] = sub
         return rows
 
-    def render(self, params, classes, instances, keys, out, *, threads=None):  # noqa: D102 - see Family.render
+    def render(self, params, classes, instances, keys, out, *, threads=None, augment=None):  # noqa: D102
+        if augment is not None:
+            raise ValueError(f"{self.name} has no formula-space augmentation; augment its pixels instead")
         classes, instances, keys = self.check_batch(params, classes, instances, keys, out)
         rows = self.sample_rows(params, classes, instances)
         return render.render_contours(rows, out, seeds=derive(keys, 0), style=self.style, threads=threads)

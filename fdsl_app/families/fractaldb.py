@@ -27,6 +27,7 @@ import numpy as np
 from tqdm import tqdm
 
 from fdsl_app import render as renderer
+from fdsl_app.data.formula_space import FormulaAugment
 from fdsl_app.families.base import ClassParams, Family
 from fdsl_app.families.ifs_render import IfsRenderSettings, check_render_settings, render_systems
 from fdsl_app.families.params_io import package_version
@@ -250,6 +251,10 @@ class IFSSearchFamily(Family):
             raise ValueError(f"{self.name} setting {setting}={value!r} is not allowed: it must be {allowed}")
 
     @property
+    def formula_augment(self) -> bool:
+        return self.settings.mode == "fast"
+
+    @property
     def num_classes(self) -> int:
         return int(self.settings.classes)
 
@@ -436,6 +441,7 @@ class IFSSearchFamily(Family):
         out: np.ndarray,
         *,
         threads: int | None = None,
+        augment: FormulaAugment | None = None,
     ) -> np.ndarray:
         """Render (class, instance) samples into `out`: the category times its weight row, flipped; see the module."""
         s = self.settings
@@ -443,7 +449,8 @@ class IFSSearchFamily(Family):
         rows, flips = self.instance_layout(instances)
         systems = params.arrays["params"][classes]  # fancy indexing copies: scaling never touches `params`
         systems[..., :6] *= weight_table(s.weight_delta)[rows][:, None, :]
-        return render_systems(s, systems, params.arrays["n_maps"][classes], keys, out, flips=flips, threads=threads)
+        n_maps = params.arrays["n_maps"][classes]
+        return render_systems(s, systems, n_maps, keys, out, flips=flips, threads=threads, augment=augment)
 
 
 @register_family

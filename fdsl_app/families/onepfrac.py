@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from fdsl_app.data.formula_space import FormulaAugment
 from fdsl_app.families import sampling
 from fdsl_app.families.base import ClassParams, Family
 from fdsl_app.families.ifs_render import IfsRenderSettings, check_render_settings, render_systems
@@ -113,6 +114,10 @@ class OnePFrac(Family):
         _require(0 <= s.fill_threshold < 1, "fill_threshold", s.fill_threshold, "in [0, 1)")
         _require(s.max_redraws >= 0, "max_redraws", s.max_redraws, ">= 0")
         check_render_settings(self.name, s)
+
+    @property
+    def formula_augment(self) -> bool:
+        return self.settings.mode == "fast"
 
     @property
     def num_classes(self) -> int:
@@ -222,10 +227,11 @@ class OnePFrac(Family):
         out: np.ndarray,
         *,
         threads: int | None = None,
+        augment: FormulaAugment | None = None,
     ) -> np.ndarray:
         classes, _, keys = self.check_batch(params, classes, instances, keys, out)
         systems, n_maps = params.arrays["params"][classes], params.arrays["n_maps"][classes]
-        return render_systems(self.settings, systems, n_maps, keys, out, threads=threads)
+        return render_systems(self.settings, systems, n_maps, keys, out, threads=threads, augment=augment)
 
 
 def measure_fill(params: np.ndarray, *, threads: int | None = None) -> np.ndarray:
