@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import NamedTuple
 
-from fdsl_app import bench, cli_families, cli_train, preview, render
+from fdsl_app import bench, bench_loaders, cli_families, cli_train, preview, render
 from fdsl_app.cli_families import UsageError as _UsageError
 
 PROG = "fdsl_app"
@@ -168,6 +168,11 @@ BENCH_COMMANDS: dict[str, Command] = {
         help="IFS render throughput per mode, raster, size and point count",
         configure=_configure_bench_render,
     ),
+    "loaders": Command(
+        run=bench_loaders.run_cli,
+        help="data loading: PNG ImageFolder, WebDataset and rendering on the fly, same images and DeiT augmentation",
+        configure=bench_loaders.configure_cli,
+    ),
 }
 
 COMMANDS: dict[str, Command] = {
@@ -200,7 +205,11 @@ COMMANDS: dict[str, Command] = {
         help="write a family's dataset to disk: PNG in class folders, or WebDataset shards",
         configure=cli_families.configure_export,
     ),
-    "bench": Command(run=None, help="benchmarks: render", subcommands=BENCH_COMMANDS),
+    "bench": Command(
+        run=None,
+        help="benchmarks: render (the renderer), loaders (data pipelines against PNG and WebDataset)",
+        subcommands=BENCH_COMMANDS,
+    ),
 }
 
 

@@ -65,7 +65,7 @@ def test_unknown_verb_and_missing_verb(capsys):
     assert "invalid choice: 'frobnicate'" in capsys.readouterr().err
     assert cli.main([]) == 2
     assert cli.main(["bench"]) == 2
-    assert "{render}" in capsys.readouterr().err
+    assert "{render,loaders}" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("error, code", [(ValueError, 2), (TypeError, 2), (RuntimeError, 1)])
