@@ -296,7 +296,9 @@ def _open_shards(sources: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
 
 
 def _datamodule_loader(data: BenchData, spec: PipelineSpec, workers: int) -> tuple[DataLoader, Callable]:
-    render_settings = {k: v for k, v in data.family.describe().items() if k in RENDER_SETTINGS}
+    # The fastest path of the same family: fast-mode chains, crops and flips applied to the points at the training
+    # size (formula space), photometric augmentation batched on the device; the DataModule picks it for fast mode.
+    render_settings = {k: v for k, v in data.family.describe().items() if k in RENDER_SETTINGS} | {"mode": "fast"}
     module = FamilyDataModule(
         data.family.name, render_settings, augment=spec.augment, image_size=spec.size,
         params_path=str(data.params_path), seed=data.seed, batch_size=spec.batch_size, num_workers=workers,

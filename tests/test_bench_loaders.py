@@ -79,9 +79,11 @@ def test_png_folders_hold_exactly_what_the_renderers_draw(tmp_path):
         (png, png_label), (pil, label) = files[i], rendered[i]
         assert png.mode == pil.mode == "RGB" and png_label == label == i
         assert np.array_equal(np.asarray(png), np.asarray(pil))
-        image, module_label = module_dataset[i]
-        assert module_label == i and np.array_equal(np.asarray(png)[..., 0], image[0].numpy())
         assert np.asarray(png).any()  # not a blank render
+        # (d) is the fast path: the same class drawn by the fast chains, cropped in formula space at the training
+        # size, so the same label but not the same pixels.
+        image, module_label = module_dataset[i]
+        assert module_label == i and image.shape == (1, 32, 32) and image.numpy().any()
 
 
 def test_webdataset_loader_reads_the_same_images(tmp_path):
