@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import math
+import random
+from collections import Counter
 
 import numpy as np
 import pytest
+import timm.data.auto_augment as timm_aa
 import torch
 import torch.nn.functional as F
 from PIL import Image
@@ -15,11 +19,21 @@ from fdsl_app.config import AugmentCfg
 from fdsl_app.data.augment import (
     AugmentParams,
     DeviceAugment,
+    RandAugmentSpec,
     _crop_resize,
-    _magnitude_bins,
+    _posterize_any_bits,
     _sample_erase_boxes,
     parse_rand_augment,
     real_transforms,
+)
+from fdsl_app.data.randaugment import (
+    GEOMETRIC_OPS,
+    RAND_INCREASING_OPS,
+    RandAugmentParams,
+    apply_rand_augment,
+    rand_augment_level_args,
+    rand_augment_ops,
+    sample_rand_augment_params,
 )
 
 PLAIN = {"rand_augment": None, "re_prob": 0.0, "hflip": 0.0, "vflip": 0.0}
@@ -143,15 +157,13 @@ def test_rand_augment_changes_images_beyond_crop_and_flip() -> None:
     assert (plain - augmented).abs().amax((1, 2, 3)).gt(0).sum() >= 8  # p=0.5 per layer, 2 layers: most samples
 
 
-def test_parse_rand_augment_and_magnitude_mapping() -> None:
+def test_parse_rand_augment() -> None:
     spec = parse_rand_augment("rand-m9-mstd0.5-inc1")
-    assert (spec.magnitude, spec.num_ops, spec.prob, spec.magnitude_std, spec.increasing) == (9, 2, 0.5, 0.5, True)
+    assert spec == RandAugmentSpec(magnitude=9, num_ops=2, prob=0.5, magnitude_std=0.5, increasing=True)
     assert parse_rand_augment("rand-n3-m5-p1").num_ops == 3
     assert math.isinf(parse_rand_augment("rand-m9-mstd101").magnitude_std)
-    exact = parse_rand_augment("rand-m9")
-    assert _magnitude_bins(exact, (2, 2), torch.Generator()).eq(27).all()  # 9/10 of the range = bin 27 of 0..30
-    noisy = _magnitude_bins(spec, (4000, 1), torch.Generator().manual_seed(0)).double()
-    assert abs(noisy.mean().item() - 27) < 0.2 and 1.0 < noisy.std().item() < 2.0  # std 0.5 of 10 = 1.5 bins
+    assert parse_rand_augment("rand-m9-mmax15").magnitude_max == 15
+    assert parse_rand_augment("rand").magnitude == 10 and not parse_rand_augment("rand").increasing  # timm defaults
     for bad in ("augmix-m5", "rand-m9-tweights", "rand-x3"):
         with pytest.raises(ValueError, match="RandAugment spec"):
             parse_rand_augment(bad)
@@ -189,6 +201,228 @@ def test_large_inputs_are_shrunk_without_losing_thin_lines() -> None:
     out = DeviceAugment(_cfg(scale=[1.0, 1.0], mean=[0.0], std=[1.0]), 16)(images, seed=0)
     mass = out[:, 0].sum((1, 2))  # the line's mass, 256 px * 1.0, shrinks with the area by 16**2 / 256**2
     torch.testing.assert_close(mass, torch.full((4,), 1.0), atol=0.1, rtol=0)
+
+
+DEIT_RA = "rand-m9-mstd0.5-inc1"
+
+
+def _within(observed: float, expected: float, sigma: float, z: float = 4.5) -> bool:
+    return abs(observed - expected) <= z * sigma + 1e-12
+
+
+def _record(calls: list[tuple[str, tuple[float, ...]]], name: str, image: Image.Image, *args: float, **_: object):
+    calls.append((name, args))
+    return image
+
+
+def _timm_draws(spec: str, images: int, seed: int = 0) -> list[tuple[str, tuple[float, ...]]]:
+    """The (op name, level arguments) of every layer timm's RandAugment applies to `images` images.
+
+    timm's own op choice, on/off draw, magnitude noise and sign run unchanged; only the pixel work is replaced by a
+    recorder (so no image is needed). Python's and NumPy's global generators are restored afterwards.
+    """
+    states = random.getstate(), np.random.get_state()
+    random.seed(seed)
+    np.random.seed(seed)
+    try:
+        transform = timm_aa.rand_augment_transform(spec, {"translate_const": 100, "img_mean": (128, 128, 128)})
+        calls: list[tuple[str, tuple[float, ...]]] = []
+        for op in transform.ops:
+            op.aug_fn = functools.partial(_record, calls, op.name)
+        image = Image.new("RGB", (1, 1))
+        for _ in range(images):
+            transform(image)
+    finally:
+        random.setstate(states[0])
+        np.random.set_state(states[1])
+    return calls
+
+
+def _our_draws(spec: str, batch: int, seed: int = 0) -> tuple[RandAugmentParams, list[str], torch.Tensor]:
+    parsed = parse_rand_augment(spec)
+    params = sample_rand_augment_params(batch, torch.Generator().manual_seed(seed), parsed)
+    return params, list(rand_augment_ops(parsed.increasing)), rand_augment_level_args(params, parsed.increasing)
+
+
+@pytest.mark.parametrize("spec", [DEIT_RA, "rand-m7-n3-p0.8"])
+def test_op_choice_and_apply_probability_match_timm(spec: str) -> None:
+    parsed = parse_rand_augment(spec)
+    params, names, _ = _our_draws(spec, 20_000)
+    draws = params.op.numel()
+    counts = torch.bincount(params.op.flatten(), minlength=len(names)).double() / draws
+    p = 1 / len(names)
+    assert all(_within(c, p, math.sqrt(p * (1 - p) / draws)) for c in counts.tolist()), counts
+    q = parsed.prob
+    assert _within(params.applied.double().mean().item(), q, math.sqrt(q * (1 - q) / draws))
+    assert _within(params.negate.double().mean().item(), 0.5, math.sqrt(0.25 / draws))
+    # Against timm's own draws: the rate at which each op is applied, per layer of an image.
+    images = 6000
+    timm_counts = Counter(name for name, _ in _timm_draws(spec, images))
+    ours = Counter(names[k] for k in params.op[params.applied].tolist())
+    timm_layers, our_layers = images * parsed.num_ops, draws
+    for name in names:
+        rate = q * p
+        sigma = math.sqrt(rate * (1 - rate) * (1 / timm_layers + 1 / our_layers))
+        assert _within(timm_counts[name] / timm_layers, ours[name] / our_layers, sigma), name
+
+
+def test_magnitude_noise_matches_timms_rule() -> None:
+    params, _, _ = _our_draws(DEIT_RA, 20_000)
+    ours = params.magnitude.flatten().numpy()
+    reference = np.clip(np.random.default_rng(0).normal(9.0, 0.5, 400_000), 0, 10)  # timm: gauss, clip [0, 10]
+    n = ours.size
+    assert _within(ours.mean(), reference.mean(), 0.5 / math.sqrt(n))
+    assert abs(ours.std() - reference.std()) < 0.01
+    at_max = (reference == 10).mean()
+    assert _within((ours == 10).mean(), at_max, math.sqrt(at_max * (1 - at_max) / n))
+    uniform, _, _ = _our_draws("rand-m7-mstd101", 20_000)  # mstd > 100: uniform in [0, m]
+    values = uniform.magnitude.numpy()
+    assert values.min() >= 0 and values.max() <= 7 and abs(values.mean() - 3.5) < 0.05
+    assert abs(values.std() - 7 / math.sqrt(12)) < 0.05
+    fixed, _, _ = _our_draws("rand-m12", 10)  # no noise: still clipped to mmax = 10 as timm does
+    assert bool((fixed.magnitude == 10).all())
+
+
+@pytest.mark.parametrize("spec", [DEIT_RA, "rand-m5-mstd1"])
+def test_level_arguments_match_timms_distribution(spec: str) -> None:
+    """Per op, the argument timm passes to its PIL op (degrees, factors, bits, thresholds), ours against timm's: mean
+    and share of negative ones (4.5 standard errors) and the whole distribution (Kolmogorov-Smirnov)."""
+    params, names, args = _our_draws(spec, 20_000)
+    timm_args: dict[str, list[float]] = {name: [] for name in names}
+    for name, level_args in _timm_draws(spec, 6000):
+        timm_args[name].append(level_args[0] if level_args else 0.0)
+    for k, name in enumerate(names):
+        ours = args[params.applied & (params.op == k)].numpy()
+        theirs = np.array(timm_args[name])
+        assert len(theirs) > 100 and len(ours) > 1000, name
+        sigma = math.sqrt(ours.var() / len(ours) + theirs.var() / len(theirs))
+        assert _within(ours.mean(), theirs.mean(), sigma), (name, ours.mean(), theirs.mean())
+        sigma = math.sqrt(0.25 / len(ours) + 0.25 / len(theirs))
+        assert _within((ours < 0).mean(), (theirs < 0).mean(), sigma), name
+        # Two-sample Kolmogorov-Smirnov at alpha 0.001 (conservative for the discrete arguments).
+        assert _ks_statistic(ours, theirs) < 1.95 * math.sqrt(1 / len(ours) + 1 / len(theirs)), name
+
+
+def _ks_statistic(a: np.ndarray, b: np.ndarray) -> float:
+    """The largest gap between the empirical distribution functions of `a` and `b`."""
+    points = np.concatenate([a, b])
+    cdf_a = np.searchsorted(np.sort(a), points, side="right") / len(a)
+    cdf_b = np.searchsorted(np.sort(b), points, side="right") / len(b)
+    return float(np.abs(cdf_a - cdf_b).max())
+
+
+def _natural_images(batch: int = 4, height: int = 36, width: int = 44, seed: int = 0) -> torch.Tensor:
+    """Smooth colour images with texture (0..255 integers): one low-contrast, one gray."""
+    generator = torch.Generator().manual_seed(seed)
+    low = torch.rand(batch, 3, height // 4, width // 4, generator=generator) * 255
+    images = F.interpolate(low, size=(height, width), mode="bicubic", align_corners=False)
+    images = images + 20 * torch.randn(batch, 3, height, width, generator=generator)
+    images[1] = images[1] * 0.3 + 60
+    images[2] = images[2].mean(0, keepdim=True)
+    return images.round().clamp(0, 255)
+
+
+_FILL = (128, 100, 200)
+
+
+def _timm_reference(images: torch.Tensor, name: str, magnitudes: list[float], negate: list[bool], monkeypatch):
+    """timm's op `name` (AugmentOp, p=1, no noise, bilinear, fill _FILL) on each image as a PIL image."""
+    hparams = {"img_mean": _FILL, "interpolation": Image.BILINEAR}
+    sign = {"negate": False}
+    # timm's _randomly_negate negates when random.random() > 0.5: pin the sign per image.
+    monkeypatch.setattr(timm_aa.random, "random", lambda: 0.9 if sign["negate"] else 0.1)
+    outputs = []
+    for image, magnitude, neg in zip(images, magnitudes, negate, strict=True):
+        op = timm_aa.AugmentOp(name, prob=1.0, magnitude=magnitude, hparams=hparams)
+        if name.startswith("Posterize"):
+            op.aug_fn = _posterize_any_bits  # 0 bits at magnitude 10 raises in Pillow 13 (see real_transforms)
+        sign["negate"] = neg
+        pil = Image.fromarray(image.permute(1, 2, 0).to(torch.uint8).numpy())
+        outputs.append(torch.from_numpy(np.array(op(pil))).permute(2, 0, 1).float())
+    return torch.stack(outputs)
+
+
+@pytest.mark.parametrize("increasing", [True, False])
+@pytest.mark.parametrize("index", range(len(RAND_INCREASING_OPS)))
+def test_each_op_matches_timms_pil_op(increasing: bool, index: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    name = rand_augment_ops(increasing)[index]
+    images = _natural_images()
+    magnitudes, negate = [9.0, 9.0, 4.3, 10.0], [False, True, True, False]
+    batch = images.shape[0]
+    params = RandAugmentParams(  # layer 0 applies the op; layer 1 is off
+        op=torch.tensor([[index, 0]] * batch),
+        applied=torch.tensor([[True, False]] * batch),
+        magnitude=torch.tensor([[m, 5.0] for m in magnitudes], dtype=torch.float64),
+        negate=torch.tensor([[n, False] for n in negate]),
+    )
+    ours = apply_rand_augment(images, params, increasing, [float(v) for v in _FILL])
+    reference = _timm_reference(images, name, magnitudes, negate, monkeypatch)
+    diff = (ours - reference).abs()
+    print(
+        f"{name}: mean |diff| {diff.mean():.4f}, max {diff.max():.0f}, share > 1 level {(diff > 1).float().mean():.4f}"
+    )
+    assert not torch.equal(reference, images) or name in ("AutoContrast",), name  # the op did something
+    if name in GEOMETRIC_OPS:  # same affine map and fill; float32 versus PIL's double at truncation ties
+        assert diff.mean() < 0.1 and (diff > 1).float().mean() < 0.002, name
+    else:  # PIL's integer arithmetic reproduced
+        assert diff.mean() < 0.01 and diff.max() <= 1, name
+
+
+def test_apply_rand_augment_keeps_the_input_and_its_dtype() -> None:
+    images = _natural_images().double() + 0.3  # not integers: rounded first, as PIL's uint8
+    before = images.clone()
+    params, _, _ = _our_draws(DEIT_RA, images.shape[0], seed=3)
+    out = apply_rand_augment(images, params, True, [128.0] * 3)
+    assert torch.equal(images, before) and out.dtype == torch.float64 and out.shape == images.shape
+    assert torch.equal(out, out.round()) and out.min() >= 0 and out.max() <= 255
+    params.applied[:] = False
+    torch.testing.assert_close(apply_rand_augment(images, params, True, [128.0] * 3), images.round())
+    inplace = images.float()
+    assert apply_rand_augment(inplace, params, True, [128.0] * 3, inplace=True).data_ptr() == inplace.data_ptr()
+
+
+def test_device_augment_with_rand_augment_is_seeded_and_keeps_gray_gray() -> None:
+    augment = DeviceAugment(_cfg(rand_augment=DEIT_RA), 24)
+    gray = _images(32, 1, 40)
+    out = augment(gray, seed=7)
+    assert out.shape == (32, 3, 24, 24) and out.dtype == torch.float32
+    assert torch.equal(out, augment(gray, seed=7)) and not torch.equal(out, augment(gray, seed=8))
+    # Every op treats equal channels alike (luma of gray is gray; the fill is the equal-channel mean).
+    assert torch.equal(out[:, 0], out[:, 1]) and torch.equal(out[:, 1], out[:, 2])
+
+
+def test_real_transforms_posterize_accepts_zero_bits() -> None:
+    transform = real_transforms(AugmentCfg(), 32, train=True)
+    (rand_augment,) = [step for step in transform.transforms if isinstance(step, timm_aa.RandAugment)]
+    (posterize,) = [op for op in rand_augment.ops if op.name == "PosterizeIncreasing"]
+    posterize.prob, posterize.magnitude, posterize.magnitude_std = 1.0, 10, 0  # 4 - int(4 * 10 / 10) = 0 bits
+    image = Image.fromarray(np.full((8, 8, 3), 200, dtype=np.uint8))
+    assert np.array(posterize(image)).max() == 0  # black, where Pillow 13's posterize raises
+
+
+def test_mixup_cutmix_is_timms_batch_draw() -> None:
+    """Mixup and cutmix stay in the LightningModule, as timm's Mixup: one lambda per batch (DeiT's mode)."""
+    from timm.data import Mixup
+
+    from fdsl_app.models.module import ClassifierModule
+
+    mixup = ClassifierModule._make_mixup(AugmentCfg(), 10)
+    assert isinstance(mixup, Mixup) and mixup.mode == "batch"
+    assert (mixup.mixup_alpha, mixup.cutmix_alpha, mixup.switch_prob, mixup.mix_prob) == (0.8, 1.0, 0.5, 1.0)
+    np.random.seed(0)
+    images = torch.zeros(2, 1, 16, 16)
+    images[1] = 1.0
+    n, cut, blend = 2000, [], []
+    for _ in range(n):
+        mixed, _ = mixup(images.clone(), torch.tensor([0, 1]))
+        lam = 1 - mixed[0].mean().item()  # the share of sample 0 that stayed itself
+        binary = bool(((mixed[0] == 0) | (mixed[0] == 1)).all())  # cutmix pastes a box, mixup blends everything
+        (cut if binary else blend).append(lam)
+    assert _within(len(cut) / n, 0.5, math.sqrt(0.25 / n))
+    var = 0.8 * 0.8 / (1.6**2 * 2.6)  # Beta(0.8, 0.8)
+    assert _within(np.mean(blend), 0.5, math.sqrt(var / len(blend))) and abs(np.var(blend) - var) < 0.01
+    # Cutmix: Beta(1, 1) box sides, clipped at the border and lambda corrected to the pasted area, so >= 1/2 on average.
+    assert 0.5 < np.mean(cut) < 0.85 and min(cut) >= 0 and max(cut) <= 1
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

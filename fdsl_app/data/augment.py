@@ -3,86 +3,43 @@
 Synthetic batches (:class:`DeviceAugment`) arrive as uint8 ``(B, C, H, W)`` on the device and leave as normalised
 float32 ``(B, 3, S, S)``. The training path is timm's order of operations: random resized crop, flips, RandAugment,
 normalisation, random erasing. Crop, resize and both flips are ONE ``grid_sample`` call with a per-sample affine grid
-(flips are a sign of the grid's scale); random erasing is a batched mask; only RandAugment loops over the samples.
+(flips are a sign of the grid's scale); RandAugment is timm's, batched (:mod:`fdsl_app.data.randaugment`: one call
+per op and layer on the samples that drew it, geometric ops as one ``grid_sample`` per layer); random erasing is a
+batched mask. No step loops over the samples in Python.
 
 Determinism. Every random choice of a batch is drawn from generators seeded by one integer (``forward(seed=...)``):
-crop boxes, flips, RandAugment's magnitudes and on/off draws, erasing boxes from a CPU generator; RandAugment's op
-choice from torch's CPU default generator, forked and re-seeded for the call (its state is restored after it); the
-erasing noise from a generator on the batch's device. The same seed, input and device give the same output; without
-a seed the module's own generator (seeded at construction) advances from call to call.
-
-RandAugment mapping (timm spec ``rand-m9-mstd0.5-inc1`` onto ``torchvision.transforms.v2.RandAugment``). timm
-applies ``n`` layers (``n``, default 2), each with probability ``p`` (default 0.5), each layer one random op at
-magnitude ``m + N(0, mstd)`` clipped to ``[0, mmax]`` (default 10; ``mstd > 100`` means uniform in ``[0, m]``).
-Here every layer is a ``v2.RandAugment(num_ops=1)`` call made with probability ``p``, whose magnitude bin (31
-bins, ``0..30``) is ``round(3 * m')`` for that layer's noisy magnitude ``m'``: bin / 30 = m' / 10, so the
-geometric and colour ops (shear 0.3, translate 0.45 of the side, rotate 30 degrees, enhance factors ``1 +- 0.9``,
-solarize threshold) reach the same strength as timm's. torchvision's signed ops and decreasing posterize/solarize
-ARE timm's "increasing" set, so ``inc0`` gets the same ops. Differences: torchvision has Identity instead of timm's
-Invert and SolarizeAdd, and its posterize keeps 8..4 bits where timm's goes 4..0. The fill of geometric ops is the
-normalisation mean (as timm's ``img_mean``).
+crop boxes, flips, RandAugment's ops, on/off draws, magnitudes and signs, and the erasing boxes come from one CPU
+generator, in that order (then moved to the device); the erasing noise comes from a generator on the batch's device
+seeded from it. The same seed, input and device give the same output, torch's global generators are never touched,
+and without a seed the module's own generator (seeded at construction) advances from call to call. The DataModule
+passes a hash of (run seed, epoch, batch index, rank), so a batch's augmentation does not depend on the worker count.
 """
 
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from PIL import Image, ImageOps
 from torch import Tensor
-from torchvision.transforms import Compose, InterpolationMode, v2
+from torchvision.transforms import Compose
 
 from fdsl_app.config import AugmentCfg
+from fdsl_app.data.randaugment import (
+    RandAugmentSpec,
+    apply_rand_augment,
+    parse_rand_augment,
+    sample_rand_augment_params,
+)
+
+__all__ = ["AugmentParams", "DeviceAugment", "RandAugmentSpec", "parse_rand_augment", "real_transforms"]
 
 _RATIO = (3 / 4, 4 / 3)  # random resized crop aspect ratios (torchvision, timm, DeiT)
 _CROP_ATTEMPTS = 10  # torchvision's RandomResizedCrop tries 10 boxes before its centre-crop fallback
 _ERASE_AREA = (0.02, 1 / 3)  # timm RandomErasing defaults (DeiT)
 _ERASE_LOG_ASPECT = (math.log(0.3), math.log(1 / 0.3))
-_MAGNITUDE_BINS = 31  # torchvision's default; 30 steps = 3 per step of timm's 0..10 magnitude scale
-_TIMM_MAX_MAGNITUDE = 10.0
-
-
-@dataclass(frozen=True)
-class RandAugmentSpec:
-    """A parsed timm RandAugment string (``rand-m9-mstd0.5-inc1``); see the module docstring for the mapping."""
-
-    magnitude: float = 10.0  # m: 0..10 (timm's default 10 when the string has no m)
-    num_ops: int = 2  # n: layers per image
-    prob: float = 0.5  # p: chance of each layer
-    magnitude_std: float = 0.0  # mstd: Gaussian noise on the magnitude per layer (inf: uniform in [0, m])
-    magnitude_max: float = _TIMM_MAX_MAGNITUDE  # mmax: upper clip of the noisy magnitude
-    increasing: bool = False  # inc: informational, torchvision's ops are the increasing variant anyway
-
-
-def parse_rand_augment(spec: str) -> RandAugmentSpec:
-    """Parse timm's RandAugment string: ``rand`` then dash-separated ``m``, ``n``, ``p``, ``mstd``, ``mmax``, ``inc``.
-
-    Raises:
-        ValueError: the string does not start with ``rand``, or has a key this mapping does not support (``t``
-            transform sets among them).
-    """
-    parts = spec.strip().split("-")
-    if parts[0] != "rand":
-        raise ValueError(f"RandAugment spec must start with 'rand' (e.g. 'rand-m9-mstd0.5-inc1'), got {spec!r}")
-    fields: dict[str, float] = {}
-    for part in parts[1:]:
-        match = re.fullmatch(r"(mstd|mmax|inc|m|n|p)(\d+(?:\.\d*)?)", part)
-        if match is None:
-            raise ValueError(
-                f"RandAugment spec {spec!r}: unsupported part {part!r} (supported: m, n, p, mstd, mmax, inc)"
-            )
-        fields[match.group(1)] = float(match.group(2))
-    mstd = fields.get("mstd", 0.0)
-    return RandAugmentSpec(
-        magnitude=fields.get("m", _TIMM_MAX_MAGNITUDE),
-        num_ops=int(fields.get("n", 2)),
-        prob=min(1.0, fields.get("p", 0.5)),
-        magnitude_std=math.inf if mstd > 100 else mstd,  # timm's convention for uniform sampling
-        magnitude_max=fields.get("mmax", _TIMM_MAX_MAGNITUDE),
-        increasing=bool(fields.get("inc", 0)),
-    )
 
 
 @dataclass
@@ -121,12 +78,15 @@ class DeviceAugment(torch.nn.Module):
         self.hflip_prob = float(augment.hflip)
         self.vflip_prob = float(augment.vflip)
         self.re_prob = float(augment.re_prob)
-        self.rand_augment = parse_rand_augment(augment.rand_augment) if augment.rand_augment else None
+        self.rand_augment: RandAugmentSpec | None = (
+            parse_rand_augment(augment.rand_augment) if augment.rand_augment else None
+        )
         mean = torch.tensor(augment.mean, dtype=torch.float32).expand(3).clone()  # one entry broadcasts to RGB
         std = torch.tensor(augment.std, dtype=torch.float32).expand(3).clone()
         self.register_buffer("mean", mean.view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", std.view(1, 3, 1, 1), persistent=False)
-        self._fill = [round(255 * float(m)) for m in mean]
+        # timm's img_mean under create_transform: the fill of RandAugment's geometric ops.
+        self._fill = [float(min(255, round(255 * float(m)))) for m in mean]
         self._generator = torch.Generator().manual_seed(seed)
 
     def extra_repr(self) -> str:
@@ -178,28 +138,12 @@ class DeviceAugment(torch.nn.Module):
         return (images / 255.0 - mean) / std
 
     def _rand_augment(self, images: Tensor, generator: torch.Generator) -> Tensor:
-        """Per-sample RandAugment on the uint8 rounding of `images` (0..255 floats), back to floats."""
+        """timm's RandAugment on the whole batch (0..255 floats in, integer-valued 0..255 floats out)."""
         spec = self.rand_augment
         assert spec is not None
-        batch = images.shape[0]
-        applied = torch.rand(batch, spec.num_ops, generator=generator) < spec.prob
-        bins = _magnitude_bins(spec, (batch, spec.num_ops), generator)
-        op = v2.RandAugment(
-            num_ops=1, num_magnitude_bins=_MAGNITUDE_BINS, interpolation=InterpolationMode.BILINEAR, fill=self._fill
-        )
-        as_bytes = images.round().clamp(0, 255).to(torch.uint8)  # not in place: gray input is an expanded view
-        # The op choice comes from torch's CPU default generator: fork it so the seed decides, and the caller's
-        # stream is left as it was. Only the CPU generator is forked: the ops draw nothing on the device.
-        with torch.random.fork_rng(devices=[]):
-            torch.default_generator.manual_seed(int(torch.randint(0, 2**62, (), generator=generator)))
-            for i in range(batch):
-                sample = as_bytes[i]
-                for layer in range(spec.num_ops):
-                    if applied[i, layer]:
-                        op.magnitude = int(bins[i, layer])
-                        sample = op(sample)
-                as_bytes[i] = sample
-        return as_bytes.float()
+        params = sample_rand_augment_params(images.shape[0], generator, spec)
+        # In place: `images` is this call's own crop output (an expanded gray view is copied by the callee).
+        return apply_rand_augment(images, params, spec.increasing, self._fill, inplace=True)
 
     def _random_erase(self, images: Tensor, generator: torch.Generator) -> Tensor:
         """timm's RandomErasing (mode "pixel", one box, 10 attempts), as one mask over the batch."""
@@ -224,7 +168,8 @@ def real_transforms(augment: AugmentCfg, image_size: int, train: bool) -> Compos
     Training: timm ``create_transform`` with random resized crop (``augment.scale``, bicubic), flips, RandAugment
     (``augment.rand_augment``), normalisation and random erasing (``augment.re_prob``, mode "pixel" as DeiT).
     Colour jitter is off (timm disables it next to RandAugment anyway; off without RandAugment too, so real and
-    rendered data get the same set of augmentations). Evaluation: for ``S >= 64`` resize the short side to
+    rendered data get the same set of augmentations). RandAugment's Posterize accepts 0 bits again (see
+    :func:`_allow_zero_bit_posterize`). Evaluation: for ``S >= 64`` resize the short side to
     ``S / 0.875`` and centre-crop S (DeiT); below 64 px (CIFAR-style 32 px) resize straight to ``S x S``, since a
     crop would cut into 32 px images that carry no margin.
     """
@@ -234,7 +179,7 @@ def real_transforms(augment: AugmentCfg, image_size: int, train: bool) -> Compos
     from timm.data import create_transform
 
     if train:
-        return create_transform(
+        transform = create_transform(
             input_size=image_size,
             is_training=True,
             auto_augment=augment.rand_augment,
@@ -248,6 +193,8 @@ def real_transforms(augment: AugmentCfg, image_size: int, train: bool) -> Compos
             mean=mean,
             std=std,
         )
+        _allow_zero_bit_posterize(transform)
+        return transform
     if image_size >= 64:
         return create_transform(
             input_size=image_size, is_training=False, crop_pct=0.875, interpolation="bicubic", mean=mean, std=std
@@ -261,6 +208,31 @@ def real_transforms(augment: AugmentCfg, image_size: int, train: bool) -> Compos
         mean=mean,
         std=std,
     )
+
+
+def _allow_zero_bit_posterize(transform: Compose) -> None:
+    """Give timm's Posterize ops a 0-bit case: black, as timm means it and as older Pillow did.
+
+    ``PosterizeIncreasing`` keeps ``4 - int(0.4 * m)`` bits, 0 at magnitude 10, which ``rand-m9-mstd0.5`` reaches
+    whenever its noisy magnitude clips at 10 (2.3 % of the draws). Pillow 13 raises ``ValueError`` for fewer than
+    1 bit, which killed training on real data after about two thousand images.
+    """
+    from timm.data.auto_augment import RandAugment
+
+    for step in transform.transforms:
+        if isinstance(step, RandAugment):
+            for op in step.ops:
+                if op.name.startswith("Posterize"):
+                    op.aug_fn = _posterize_any_bits
+
+
+def _posterize_any_bits(image: Image.Image, bits_to_keep: int, **_: object) -> Image.Image:
+    """timm's ``posterize`` for every bit count: 8 or more keeps the image, 0 or fewer makes it black."""
+    if bits_to_keep >= 8:
+        return image
+    if bits_to_keep <= 0:
+        return Image.new(image.mode, image.size)
+    return ImageOps.posterize(image, bits_to_keep)
 
 
 def _check_images(images: Tensor) -> None:
@@ -352,18 +324,6 @@ def _crop_resize(images: Tensor, params: AugmentParams, size: int) -> Tensor:
     theta = theta.to(images.device)
     grid = F.affine_grid(theta, [batch, images.shape[1], size, size], align_corners=False)
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
-
-
-def _magnitude_bins(spec: RandAugmentSpec, shape: tuple[int, int], generator: torch.Generator) -> Tensor:
-    """torchvision magnitude bins (0..30) of timm magnitudes with their per-layer noise."""
-    magnitude = torch.full(shape, spec.magnitude, dtype=torch.float64)
-    if math.isinf(spec.magnitude_std):
-        magnitude = magnitude * torch.rand(shape, generator=generator, dtype=torch.float64)
-    elif spec.magnitude_std > 0:
-        magnitude = magnitude + spec.magnitude_std * torch.randn(shape, generator=generator, dtype=torch.float64)
-    magnitude = magnitude.clamp(0.0, min(spec.magnitude_max, _TIMM_MAX_MAGNITUDE))
-    steps = (_MAGNITUDE_BINS - 1) / _TIMM_MAX_MAGNITUDE
-    return (magnitude * steps).round().long()
 
 
 def _sample_erase_boxes(batch: int, height: int, width: int, prob: float, generator: torch.Generator) -> Tensor:

@@ -126,7 +126,13 @@ class FamilyDataModule(FormulaDataModule):
         if self.val_dataset is None:
             assert self.dataset is not None
             val_seed = int(derive(np.uint64(self.seed), _VAL_STREAM))
-            renders = FormulaDataset(self.family, self.dataset.params, seed=val_seed, channels_first=True)
+            # Drawn like the training images (at the training size when those are cropped in formula space), the
+            # whole image: the validation set must look like what the model trains on.
+            whole = None
+            if self.family.formula_augment:
+                whole = FormulaAugmentSpec(self.image_size, (1.0, 1.0), 0.0, 0.0)
+            renders = FormulaDataset(self.family, self.dataset.params, seed=val_seed, channels_first=True,
+                                     formula_augment=whole)  # fmt: skip
             self.val_dataset = Subset(renders, self.val_indices())
 
     def val_indices(self) -> list[int]:
