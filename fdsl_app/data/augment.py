@@ -116,7 +116,10 @@ class DeviceAugment(torch.nn.Module):
         generator = torch.Generator().manual_seed(seed)
         batch, _, height, width = images.shape
         params = self.sample_params(batch, height, width, generator)
-        out = _expand_rgb(_crop_resize(images.float(), params, self.image_size))
+        if self._is_identity_geometry(height, width):  # crops and flips already done in formula space
+            out = _expand_rgb(images.float())
+        else:
+            out = _expand_rgb(_crop_resize(images.float(), params, self.image_size))
         if self.rand_augment is not None:
             out = self._rand_augment(out, generator)
         out = self._normalise(out)
@@ -132,9 +135,16 @@ class DeviceAugment(torch.nn.Module):
             vflip=torch.rand(batch, generator=generator) < self.vflip_prob,
         )
 
+    def _is_identity_geometry(self, height: int, width: int) -> bool:
+        """Whether the crop is always the whole image at its own size and nothing flips."""
+        whole = tuple(self.scale) == (1.0, 1.0) and self.hflip_prob == 0 and self.vflip_prob == 0
+        return whole and height == width == self.image_size
+
     def _normalise(self, images: Tensor) -> Tensor:
         mean = self.mean.to(images.device)
         std = self.std.to(images.device)
+        if images.is_contiguous() and images.dtype.is_floating_point and images.shape[1] == 3:
+            return images.div_(255.0).sub_(mean).div_(std)  # in place: every caller hands its own buffer
         return (images / 255.0 - mean) / std
 
     def _rand_augment(self, images: Tensor, generator: torch.Generator) -> Tensor:
@@ -158,8 +168,12 @@ class DeviceAugment(torch.nn.Module):
         mask = (rows >= top) & (rows < top + h) & (cols >= left) & (cols < left + w)
         noise_generator = torch.Generator(device=images.device)
         noise_generator.manual_seed(int(torch.randint(0, 2**62, (), generator=generator)))
-        noise = torch.randn(images.shape, generator=noise_generator, device=images.device, dtype=images.dtype)
-        return torch.where(mask.unsqueeze(1), noise, images)
+        erased = torch.nonzero(boxes[:, 2] > 0).flatten()  # noise only for the images that get a box
+        noise = torch.randn((len(erased), *images.shape[1:]), generator=noise_generator, device=images.device,
+                            dtype=images.dtype)  # fmt: skip
+        chosen = images[erased]
+        images[erased] = torch.where(mask[erased].unsqueeze(1), noise, chosen)
+        return images
 
 
 def real_transforms(augment: AugmentCfg, image_size: int, train: bool) -> Compose:
