@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
+from fdsl_app.cli_families import setting_arg
 
 #: Loader key -> short name.
 LOADERS: dict[str, str] = {
@@ -267,16 +267,6 @@ def _loader_list(text: str) -> list[str]:
     return [k for k in LOADERS if k in values]
 
 
-def _setting(text: str) -> tuple[str, Any]:
-    key, sep, value = text.partition("=")
-    if not sep or not key.strip():
-        raise argparse.ArgumentTypeError(f"expected key=value, got {text!r}")
-    try:
-        return key.strip(), yaml.safe_load(value)
-    except yaml.YAMLError:
-        raise argparse.ArgumentTypeError(f"cannot read the value of {key!r}: {value!r}") from None
-
-
 def configure_cli(parser: argparse.ArgumentParser) -> None:
     """Flags of ``bench loaders``; defaults finish in a few minutes on 2 cores."""
     d = LoaderBenchSettings()
@@ -292,7 +282,7 @@ def configure_cli(parser: argparse.ArgumentParser) -> None:
     add("--batch-size", type=_int_flag(1), default=d.batch_size, help=f"batch size (default {d.batch_size})")
     add("--family", default=d.family, help=f"formula family (default {d.family})")
     add("--points", type=_int_flag(1), default=d.points, help=f"points per image (default {d.points:,})")
-    add("--set", dest="family_settings", type=_setting, action="append", default=[], metavar="KEY=VALUE",
+    add("--set", dest="family_settings", type=setting_arg, action="append", default=[], metavar="KEY=VALUE",
         help="other family settings, e.g. --set mode=fast")  # fmt: skip
     add("--seed", type=_int_flag(0, 2**63), default=d.seed, help="parameter and sample seed (default 0)")
     add("--repeats", type=_int_flag(1, 100), default=d.repeats, help="epochs per (loader, workers) (default 1)")

@@ -27,7 +27,8 @@ def _say(text: str = "") -> None:
     sys.stdout.flush()
 
 
-def _setting(text: str) -> tuple[str, Any]:
+def setting_arg(text: str) -> tuple[str, Any]:
+    """A ``--set key=value`` flag: the value read as YAML (numbers, booleans, lists)."""
     key, sep, value = text.partition("=")
     if not sep or not key.strip():
         raise argparse.ArgumentTypeError(f"expected key=value, got {text!r}")
@@ -51,7 +52,7 @@ def seed_arg(text: str) -> int:
 def add_family_arguments(parser: argparse.ArgumentParser, *, family_required: bool = True) -> None:
     """The family, its settings and where its parameters come from."""
     parser.add_argument("family", nargs=None if family_required else "?", help="family name (see `fdsl_app families`)")
-    parser.add_argument("--set", dest="settings", type=_setting, action="append", default=[], metavar="KEY=VALUE",
+    parser.add_argument("--set", dest="settings", type=setting_arg, action="append", default=[], metavar="KEY=VALUE",
                         help="override a family setting (repeatable), e.g. --set image_size=224")  # fmt: skip
     parser.add_argument("--params", type=Path, default=None, metavar="FILE",
                         help="class parameters from `fdsl_app search` (default: generated from --seed)")  # fmt: skip
@@ -108,7 +109,7 @@ def configure_search(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--classes", type=int, default=None, help="number of classes (default: the family's)")
     parser.add_argument("--seed", type=seed_arg, default=0, help="seed of the search (default 0)")
     parser.add_argument("-o", "--output", type=Path, required=True, help="parameter file to write (.npz)")
-    parser.add_argument("--set", dest="settings", type=_setting, action="append", default=[], metavar="KEY=VALUE",
+    parser.add_argument("--set", dest="settings", type=setting_arg, action="append", default=[], metavar="KEY=VALUE",
                         help="override a family setting (repeatable), e.g. --set fill_threshold=0.1")  # fmt: skip
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
 
