@@ -21,8 +21,7 @@ import numpy as np
 
 from fdsl_app import preview, render
 
-MODES: tuple[render.Mode, ...] = ("reference", "fast")
-RASTERS: tuple[render.Raster, ...] = ("point", "patch", "union_patch", "full_patch", "density")
+MODES, RASTERS = render.MODES, render.RASTERS
 SIZES = (224, 362, 512)
 POINTS = (100_000, 200_000)
 MIN_SECONDS = 0.3

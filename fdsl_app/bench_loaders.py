@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -23,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fdsl_app.cli_families import setting_arg
+from fdsl_app.cli_families import say, setting_arg
 
 #: Loader key -> short name.
 LOADERS: dict[str, str] = {
@@ -319,11 +318,6 @@ def _settings(args: argparse.Namespace) -> LoaderBenchSettings:
     )  # fmt: skip
 
 
-def _say(text: str = "") -> None:
-    sys.stdout.write(text + "\n")
-    sys.stdout.flush()
-
-
 def run_cli(args: argparse.Namespace) -> int:
     """Run the benchmark and print the table; write the JSON and the chart."""
     from fdsl_app import bench_report as report
@@ -333,24 +327,24 @@ def run_cli(args: argparse.Namespace) -> int:
     skipped = skipped_loaders(settings.loaders)
     with tempfile.TemporaryDirectory(prefix="fdsl_bench_loaders_") as tmp:
         root = Path(settings.data) if settings.data is not None else Path(tmp)
-        _say(f"data: {'reusing or writing' if settings.data else 'writing'} {settings.samples} samples under {root}")
+        say(f"data: {'reusing or writing' if settings.data else 'writing'} {settings.samples} samples under {root}")
         data = prepare(settings, root)
-        _say(f"data: {data.written} images written (PNG files and shard members; 0: all reused), "
+        say(f"data: {data.written} images written (PNG files and shard members; 0: all reused), "
              f"{data.export_seconds:.1f} s with the class parameters")  # fmt: skip
         machine = machine_info()
-        _say()
-        _say(report.header(machine, settings, data))
-        _say()
-        _say(report.TABLE_HEAD)
-        rows = measure(settings, data, lambda row: _say(report.table_row(row)))
+        say()
+        say(report.header(machine, settings, data))
+        say()
+        say(report.TABLE_HEAD)
+        rows = measure(settings, data, lambda row: say(report.table_row(row)))
         seconds = time.perf_counter() - start
         report.write_json(args.json, report.json_doc(settings, machine, data, rows, skipped, seconds))
-    _say()
+    say()
     for skip in skipped:
-        _say(f"({skip.loader}) {skip.name}: {skip.reason}")
+        say(f"({skip.loader}) {skip.name}: {skip.reason}")
     for line in report.ratio_summary(rows):
-        _say(line)
+        say(line)
     title = f"{data.family.name}, {settings.samples} images at {settings.size} px, batch {settings.batch_size}"
     report.draw_chart(rows, args.chart, title=f"{title}: epoch images/s by workers")
-    _say(f"wrote {args.json} and {args.chart}; {len(rows)} rows, {seconds:.1f} s in all")
+    say(f"wrote {args.json} and {args.chart}; {len(rows)} rows, {seconds:.1f} s in all")
     return 0

@@ -16,6 +16,7 @@ from typing import NamedTuple
 
 from fdsl_app import bench, bench_loaders, cli_families, cli_train, preview, render
 from fdsl_app.cli_families import UsageError as _UsageError
+from fdsl_app.cli_families import say
 
 PROG = "fdsl_app"
 MAX_SIZE = 2048
@@ -30,11 +31,6 @@ class Command(NamedTuple):
     help: str
     configure: Callable[[argparse.ArgumentParser], None] | None = None
     subcommands: Mapping[str, Command] | None = None
-
-
-def _say(text: str = "") -> None:
-    sys.stdout.write(text + "\n")
-    sys.stdout.flush()
 
 
 # --- flag types: argparse turns their ValueError/ArgumentTypeError into "argument --flag: <message>" ----------
@@ -118,11 +114,11 @@ def _run_render(args: argparse.Namespace) -> int:
     result.image.save(output, format="PNG")
     width, height = result.image.size
     layout = result.layout
-    _say(f"wrote {output}")
-    _say(f"grid: {layout.rows} rows x {layout.columns} columns of {args.size} px tiles, {width}x{height} px")
-    _say(f"IFS systems: {len(result.search.systems)} accepted of {result.search.candidates} candidates searched "
+    say(f"wrote {output}")
+    say(f"grid: {layout.rows} rows x {layout.columns} columns of {args.size} px tiles, {width}x{height} px")
+    say(f"IFS systems: {len(result.search.systems)} accepted of {result.search.candidates} candidates searched "
          f"(fill >= {preview.FILL_THRESHOLD})")  # fmt: skip
-    _say(f"elapsed: {time.perf_counter() - start:.2f} s")
+    say(f"elapsed: {time.perf_counter() - start:.2f} s")
     return 0
 
 
@@ -149,16 +145,16 @@ def _run_bench_render(args: argparse.Namespace) -> int:
         raise _UsageError(f"--json directory {args.json.parent} does not exist; create it or choose another path")
     settings = bench.RenderSettings(args.sizes, args.points, args.modes, args.rasters, args.threads, args.baseline)
     machine = bench.machine_info()
-    _say(bench.render_header(machine, settings))
-    _say()
-    _say(bench.render_table_head(settings))
+    say(bench.render_header(machine, settings))
+    say()
+    say(bench.render_table_head(settings))
     start = time.perf_counter()
-    rows = bench.run_render_bench(settings, on_row=lambda row: _say(bench.render_table_row(row, settings.baseline)))
-    _say()
-    _say(f"{len(rows)} rows in {time.perf_counter() - start:.1f} s")
+    rows = bench.run_render_bench(settings, on_row=lambda row: say(bench.render_table_row(row, settings.baseline)))
+    say()
+    say(f"{len(rows)} rows in {time.perf_counter() - start:.1f} s")
     if args.json is not None:
         bench.write_json(args.json, rows, machine, settings)
-        _say(f"wrote {args.json}")
+        say(f"wrote {args.json}")
     return 0
 
 

@@ -22,7 +22,8 @@ class UsageError(Exception):
     """A problem with the user's input found after parsing (exit code 2)."""
 
 
-def _say(text: str = "") -> None:
+def say(text: str = "") -> None:
+    """One line of command output on stdout, flushed (the verbs report progress as they go)."""
     sys.stdout.write(text + "\n")
     sys.stdout.flush()
 
@@ -97,7 +98,7 @@ def run_families(args: argparse.Namespace) -> int:
     for name in names:
         family = create_family(name)
         doc = (family_class(name).__doc__ or "").strip().splitlines()[0]
-        _say(f"{name:12s} {family.num_classes:>6,} classes x {family.instances_per_class:>5,} instances  {doc}")
+        say(f"{name:12s} {family.num_classes:>6,} classes x {family.instances_per_class:>5,} instances  {doc}")
     return 0
 
 
@@ -123,9 +124,9 @@ def run_search(args: argparse.Namespace) -> int:
         raise UsageError(f"output folder {args.output.parent} does not exist; create it or choose another -o path")
     start = time.perf_counter()
     params = search.run_search(family, args.seed, args.output, progress=args.progress)
-    _say(f"wrote {args.output} ({params.num_classes} {family.name} classes, seed {args.seed})")
-    _say(search.format_stats(params.stats))
-    _say(f"elapsed: {time.perf_counter() - start:.1f} s")
+    say(f"wrote {args.output} ({params.num_classes} {family.name} classes, seed {args.seed})")
+    say(search.format_stats(params.stats))
+    say(f"elapsed: {time.perf_counter() - start:.1f} s")
     return 0
 
 
@@ -141,7 +142,7 @@ def render_family(args: argparse.Namespace) -> int:
                                args.threads)  # fmt: skip
     grid.save(args.output, format="PNG")
     shown, seconds = min(args.classes, family.num_classes), time.perf_counter() - start
-    _say(f"wrote {args.output}: {family.name}, {shown} classes x {args.per_class} samples of {family.image_shape[0]} "
+    say(f"wrote {args.output}: {family.name}, {shown} classes x {args.per_class} samples of {family.image_shape[0]} "
          f"px, {grid.size[0]}x{grid.size[1]} px, {seconds:.2f} s")  # fmt: skip
     return 0
 
@@ -168,6 +169,6 @@ def run_export(args: argparse.Namespace) -> int:
         shard_size=args.shard_size, workers=args.workers, progress=args.progress,
     )  # fmt: skip
     rate = result.written / result.seconds if result.seconds > 0 else 0.0
-    _say(f"wrote {result.written} samples to {args.output} ({args.format}; {result.skipped} already there), "
+    say(f"wrote {result.written} samples to {args.output} ({args.format}; {result.skipped} already there), "
          f"{result.files} files, {result.seconds:.1f} s ({rate:,.0f} samples/s)")  # fmt: skip
     return 0

@@ -11,12 +11,8 @@ import logging
 import sys
 from pathlib import Path
 
+from fdsl_app.cli_families import say
 from fdsl_app.config import QUICKSTART, RECIPES_DIR, load_config, to_yaml
-
-
-def _say(text: str = "") -> None:
-    sys.stdout.write(text + "\n")
-    sys.stdout.flush()
 
 
 def _recipe(text: str) -> Path:
@@ -66,32 +62,32 @@ def run_fit(args: argparse.Namespace) -> int:
     cfg = _load(args)
     _show_progress_messages()
     if args.print_config:
-        _say(to_yaml(cfg))
+        say(to_yaml(cfg))
         return 0
     from fdsl_app.train import fit  # torch, timm and Lightning load only for training
 
     result = fit(cfg)
-    _say(f"run directory: {result.run_dir}")
+    say(f"run directory: {result.run_dir}")
     for key in ("train/loss_epoch", "val/loss", "val/top1", "val/top5"):
         if key in result.metrics:
-            _say(f"{key}: {result.metrics[key]:.4f}")
+            say(f"{key}: {result.metrics[key]:.4f}")
     if result.perf:
-        _say(f"images/s: {result.perf['perf/images_per_sec']:.0f}, waiting for data: "
+        say(f"images/s: {result.perf['perf/images_per_sec']:.0f}, waiting for data: "
              f"{100 * result.perf['perf/data_wait']:.1f}% of step time")  # fmt: skip
-    _say(f"checkpoints: last {result.last_checkpoint}, best {result.best_checkpoint}")
-    _say(f"elapsed: {result.seconds:.0f} s")
+    say(f"checkpoints: last {result.last_checkpoint}, best {result.best_checkpoint}")
+    say(f"elapsed: {result.seconds:.0f} s")
     return 0
 
 
 def _run_evaluate(args: argparse.Namespace, stage: str) -> int:
     cfg = _load(args)
     if args.print_config:
-        _say(to_yaml(cfg))
+        say(to_yaml(cfg))
         return 0
     from fdsl_app.train import evaluate
 
     for key, value in evaluate(cfg, args.ckpt, stage).items():
-        _say(f"{key}: {value:.4f}")
+        say(f"{key}: {value:.4f}")
     return 0
 
 

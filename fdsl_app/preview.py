@@ -15,14 +15,13 @@ from PIL import Image, ImageDraw, ImageFont
 from fdsl_app import render
 from fdsl_app.data.keys import sample_keys
 from fdsl_app.families.base import ClassParams, Family
-from fdsl_app.families.contours import sample_rcdb_params, sample_visualatom_params
+from fdsl_app.families.contours import CANVAS, sample_rcdb_params, sample_visualatom_params
 
 #: FractalDB's category filter: share of non-zero pixels of a 512 px, 100k point, pad 6 point render.
 FILL_THRESHOLD = 0.2
 SEARCH_BATCH = 64
 MAX_CANDIDATES = 20_000
 #: The papers' canvas; contour geometry is sampled in its pixels and scaled to the output size.
-CANVAS = 512
 
 # --- samplers -------------------------------------------------------------------------------------------------
 

@@ -28,6 +28,7 @@ otherwise. ``flips`` picks the reference's 4 saved variants: 0 none, 1 top-botto
 from __future__ import annotations
 
 import os
+import typing
 from collections.abc import Sequence
 from typing import Literal
 
@@ -37,6 +38,8 @@ from fdsl_app import _render
 
 Mode = Literal["reference", "fast"]
 Raster = Literal["point", "patch", "union_patch", "full_patch", "density"]
+MODES: tuple[Mode, ...] = typing.get_args(Mode)
+RASTERS: tuple[Raster, ...] = typing.get_args(Raster)
 ContourStyle = Literal["rcdb", "visualatom"]
 
 #: numpy legacy seed that FractalDB's ``calculate()`` uses for every image.
@@ -108,6 +111,15 @@ def pack_systems(systems: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]
     return params, np.array([a.shape[0] for a in arrays], dtype=np.int32)
 
 
+def _systems(params: np.ndarray, n_maps: Sequence[int] | np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """``(params (B, K, 7) float64, n_maps (B,) int32)``; n_maps defaults to K for every system."""
+    params = _float_array(params, "params")
+    if params.ndim != 3:
+        raise ValueError(f"params must have shape (batch, maps, 7), got shape {params.shape}")
+    batch = params.shape[0]
+    return params, _per_sample(params.shape[1] if n_maps is None else n_maps, "n_maps", batch, np.int32)
+
+
 def render_ifs(
     params: np.ndarray,
     out: np.ndarray,
@@ -149,16 +161,12 @@ def render_ifs(
         crop_pad_fraction: the full image's border as a fraction of its side (default ``pad / width``: the full
             image at the output size; a family rendering at 362 px with pad 6 passes 6 / 362).
     """
-    params = _float_array(params, "params")
-    if params.ndim != 3:
-        raise ValueError(f"params must have shape (batch, maps, 7), got shape {params.shape}")
+    params, n_maps = _systems(params, n_maps)
     batch = params.shape[0]
-    if n_maps is None:
-        n_maps = np.full(batch, params.shape[1], dtype=np.int32)
     seeds = _per_sample(seeds, "seeds", batch, np.uint64)
     patch_seeds = seeds if patch_seeds is None else _per_sample(patch_seeds, "patch_seeds", batch, np.uint64)
     return _render.render_ifs(
-        params, _per_sample(n_maps, "n_maps", batch, np.int32), out, seeds, patch_seeds,
+        params, n_maps, out, seeds, patch_seeds,
         _per_sample(flips, "flips", batch, np.uint8), _int(n_points, "n_points"), mode, raster, bool(color),
         _int(pad, "pad"), _threads(threads), _int(chains, "chains"), _int(burn_in, "burn_in"),
         bool(start_at_fixed_point), bool(keep_aspect), None if crops is None else _float_array(crops, "crops"),
@@ -187,14 +195,9 @@ def fill_rate(
 
     The defaults are the published category search: 512 px, 100k points, pad 6.
     """
-    params = _float_array(params, "params")
-    if params.ndim != 3:
-        raise ValueError(f"params must have shape (batch, maps, 7), got shape {params.shape}")
-    batch = params.shape[0]
-    if n_maps is None:
-        n_maps = np.full(batch, params.shape[1], dtype=np.int32)
+    params, n_maps = _systems(params, n_maps)
     return _render.fill_rate(
-        params, _per_sample(n_maps, "n_maps", batch, np.int32), _per_sample(seeds, "seeds", batch, np.uint64),
+        params, n_maps, _per_sample(seeds, "seeds", params.shape[0], np.uint64),
         _int(n_points, "n_points"), _int(size, "size"), _int(pad, "pad"), _threads(threads),
     )  # fmt: skip
 

@@ -52,7 +52,6 @@ from fdsl_app import render
 from fdsl_app.data.keys import splitmix64
 
 Raster = Literal["point", "patch", "union_patch", "full_patch", "density"]
-RASTERS = ("point", "patch", "union_patch", "full_patch", "density")
 MAX_CHAINS = 1 << 20
 MAX_BURN_IN = 1_000_000
 MAX_SIZE = 8192
@@ -388,8 +387,8 @@ def _check_options(size: int, n_points: int, chains: int, burn_in: int, pad: int
     _in_range(pad, "pad", 0, MAX_SIZE)
     if size <= 2 * pad:
         raise ValueError(f"size ({size}) must be larger than twice pad ({pad})")
-    if not isinstance(raster, str) or raster not in RASTERS:
-        raise ValueError(f"raster must be one of {', '.join(RASTERS)}, got {raster!r}")
+    if not isinstance(raster, str) or raster not in render.RASTERS:
+        raise ValueError(f"raster must be one of {', '.join(render.RASTERS)}, got {raster!r}")
 
 
 def render_ifs_torch(

@@ -10,7 +10,8 @@ import torch
 from fdsl_app import render, render_torch
 from fdsl_app.data.keys import sample_keys
 from fdsl_app.families import create_family
-from fdsl_app.render_torch import RASTERS, render_ifs_torch
+from fdsl_app.render import RASTERS
+from fdsl_app.render_torch import render_ifs_torch
 
 SIERPINSKI = np.array(
     [[0.5, 0, 0, 0.5, 0, 0, 1 / 3], [0.5, 0, 0, 0.5, 0.5, 0, 1 / 3], [0.5, 0, 0, 0.5, 0.25, 0.5, 1 / 3]]

@@ -11,9 +11,9 @@ from fdsl_app import render
 from fdsl_app.data.formula_space import FormulaAugment
 from fdsl_app.data.keys import derive
 
-MODES = ("reference", "fast", "torch")
+MODES = (*render.MODES, "torch")
 PAD = 6  # the renderer's default border, in pixels of the full render
-RASTERS = ("point", "patch", "union_patch", "full_patch", "density")
+RASTERS = render.RASTERS
 
 
 @dataclass
