@@ -4,8 +4,10 @@
   end of one training step to the start of the next: fetching the batch, moving it to the device, augmenting it).
 - :class:`SampleGrid` saves a grid of the first training batch as the model sees it (after augmentation).
 - :class:`RngState` keeps the random generators in checkpoints.
-- :class:`ResumeDataPosition` makes a run resumed from a mid-epoch checkpoint continue the epoch where it stopped,
-  so that its data order (and hence its losses) equal an uninterrupted run's.
+- :class:`DataPosition` makes a resumed run continue its data where the checkpoint was taken, so that its data order
+  (and hence its losses) equal an uninterrupted run's.
+- :class:`SampleLedger` writes which samples each rank trained on (``log.sample_ledger``).
+- :class:`LastCheckpoint` saves ``last.ckpt`` at optimiser-step boundaries.
 """
 
 from __future__ import annotations
@@ -101,24 +103,92 @@ class SampleGrid(L.Callback):
             self.log_to.log_image("samples", [str(self.path)])
 
 
-class ResumeDataPosition(L.Callback):
-    """On a resume mid-epoch, skip the batches the checkpointed run had already trained on in that epoch.
+class DataPosition(L.Callback):
+    """Keeps the training data in step with the optimisation: epoch ``b // B`` from position ``b % B``, where ``b``
+    counts the training batches of the run (kept in checkpoints) and ``B`` is the number of batches in an epoch.
 
-    Lightning restores the loops' progress but restarts the epoch's data from its beginning; the
-    :class:`~fdsl_app.data.synthetic.EpochSampler` can start further in (its order is a pure function of the
-    epoch), which makes the resumed run see exactly the batches the uninterrupted run would have seen.
+    A resumed run thus continues exactly where its checkpoint was taken, mid-epoch or at an epoch's end, with the
+    batches an uninterrupted run would see. Lightning's own epoch counter cannot be trusted for this: resumed from a
+    checkpoint taken at an epoch's last batch, it skips an epoch number. (fit also stops by steps, not epochs.)
     """
 
+    def __init__(self) -> None:
+        self.batches = 0
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"batches": self.batches}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.batches = int(state_dict["batches"])
+
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        # `processed`: batches whose training step ran (a checkpoint from on_train_batch_end has not yet counted its
-        # batch as `completed`).
-        done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
-        if not done:
+        self._point(trainer)
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, idx: int) -> None:
+        self.batches += 1  # counted at the start: a checkpoint taken at this batch's end includes it
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        if self.batches % trainer.num_training_batches == 0:
+            self._point(trainer)  # the next epoch, from its beginning
+
+    def _point(self, trainer: L.Trainer) -> None:
+        sampler = train_sampler(trainer)
+        if sampler is not None:
+            epoch, within = divmod(self.batches, int(trainer.num_training_batches))
+            sampler.start_at(epoch, within * trainer.train_dataloader.batch_size)
+
+
+def train_sampler(trainer: L.Trainer) -> EpochSampler | None:
+    """The EpochSampler of the training loader (every fdsl_app DataModule has one), or None."""
+    sampler = getattr(trainer.train_dataloader, "sampler", None)
+    return sampler if isinstance(sampler, EpochSampler) else None
+
+
+class SampleLedger(L.Callback):
+    """Appends ``epoch index`` lines to ``<folder>/rank<R>.txt``: the dataset index of every sample this rank trained
+    on, at the end of each epoch and of the fit (a resumed run adds the rest of its epoch).
+
+    The indices are those the loader drew from the rank's EpochSampler, cut to the batches that reached a training
+    step (the loader prefetches ahead). Over all ranks, an epoch's lines hold each sample exactly once (up to the
+    padding that evens out the ranks).
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+        self._batches = 0
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        sampler = train_sampler(trainer)
+        if sampler is None:
+            raise ValueError("log.sample_ledger needs a training loader with an EpochSampler (every fdsl_app source)")
+        sampler.record()
+        self.folder.mkdir(parents=True, exist_ok=True)
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        self._batches += 1
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._write(trainer)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._write(trainer)  # a run stopped mid-epoch
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        self._write(trainer)  # SIGTERM ends a run with an exception, after its checkpoint
+
+    def _write(self, trainer: L.Trainer) -> None:
+        sampler = train_sampler(trainer)
+        if sampler is None or sampler.drawn is None or not self._batches:
             return
-        loader = trainer.train_dataloader
-        sampler = getattr(loader, "sampler", None)
-        if isinstance(sampler, EpochSampler):
-            sampler.skip_next(done * loader.batch_size)
+        used = sampler.drawn[: self._batches * trainer.train_dataloader.batch_size]
+        with open(self.folder / f"rank{trainer.global_rank}.txt", "a") as f:
+            f.writelines(f"{sampler.drawn_epoch} {index}\n" for index in used)
+        del sampler.drawn[: len(used)]
+        self._batches = 0
 
 
 class RngState(L.Callback):
@@ -184,7 +254,11 @@ class LastCheckpoint(L.Callback):
         if stop:
             trainer.should_stop = True
         if final or periodic or stop or (self.every_n_steps is None and last_batch):
-            tmp = self.path.with_name(self.path.name + ".tmp")
-            trainer.save_checkpoint(tmp)
-            if trainer.is_global_zero:
-                tmp.replace(self.path)
+            self.save(trainer)
+
+    def save(self, trainer: L.Trainer) -> None:
+        """Write the checkpoint (every rank takes part; rank 0 replaces the file atomically)."""
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        trainer.save_checkpoint(tmp)
+        if trainer.is_global_zero:
+            tmp.replace(self.path)

@@ -34,6 +34,9 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
 
 def configure_fit(parser: argparse.ArgumentParser) -> None:
     _add_common(parser)
+    parser.add_argument("--check", action="store_true",
+                        help="validate the config and the run directory, print whether the fit would start, resume "
+                             "or find the run finished, and exit (job scripts' preflight)")  # fmt: skip
 
 
 def configure_evaluate(parser: argparse.ArgumentParser) -> None:
@@ -48,12 +51,20 @@ def _load(args: argparse.Namespace):  # noqa: ANN202 - RunCfg
     return load_config(args.config or QUICKSTART, args.overrides)
 
 
+def _rank_zero() -> bool:
+    from lightning.pytorch.utilities import rank_zero_only  # set by the Trainer for its world (fdsl_app.cluster)
+
+    return rank_zero_only.rank == 0
+
+
 def _show_progress_messages() -> None:
-    """fdsl_app's own log lines (which weights were loaded, effective learning rates) on stdout."""
+    """fdsl_app's own log lines (which weights were loaded, effective learning rates) on stdout: from rank 0 only,
+    except those logged with ``extra={"all_ranks": True}`` (where each rank sits in the cluster)."""
     logger = logging.getLogger("fdsl_app")
     if not logger.handlers:
         handler = logging.StreamHandler(sys.stdout)
         handler.setFormatter(logging.Formatter("%(message)s"))
+        handler.addFilter(lambda record: getattr(record, "all_ranks", False) or _rank_zero())
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
 
@@ -64,9 +75,23 @@ def run_fit(args: argparse.Namespace) -> int:
     if args.print_config:
         say(to_yaml(cfg))
         return 0
+    if args.check:
+        from fdsl_app.train import run_status
+
+        say(run_status(cfg))
+        return 0
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
     from fdsl_app.train import fit  # torch, timm and Lightning load only for training
 
-    result = fit(cfg)
+    try:
+        result = fit(cfg)
+    except SIGTERMException:  # the checkpoint is written (fdsl_app.cluster.Preemption); say so, exit as SIGTERM'd
+        if _rank_zero():
+            say(f"stopped by SIGTERM with a checkpoint: resume=auto continues the run in {cfg.run_dir}")
+        return 128 + 15
+    if not _rank_zero():  # one summary per run
+        return 0
     say(f"run directory: {result.run_dir}")
     for key in ("train/loss_epoch", "val/loss", "val/top1", "val/top5"):
         if key in result.metrics:
@@ -86,7 +111,10 @@ def _run_evaluate(args: argparse.Namespace, stage: str) -> int:
         return 0
     from fdsl_app.train import evaluate
 
-    for key, value in evaluate(cfg, args.ckpt, stage).items():
+    results = evaluate(cfg, args.ckpt, stage)
+    if not _rank_zero():
+        return 0
+    for key, value in results.items():
         say(f"{key}: {value:.4f}")
     return 0
 

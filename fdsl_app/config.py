@@ -40,6 +40,40 @@ def _at_least(section: str, name: str, value: float | None, low: float) -> None:
         raise ValueError(f"{section}.{name} must be >= {low}, got {value!r}")
 
 
+def per_device_batch_size(batch_size: int, world_size: int = 1, accumulate_grad_batches: int = 1) -> int:
+    """The project's batch-size rule: ``data.batch_size`` is the GLOBAL batch of one optimiser step.
+
+    ``per_device = batch_size / (world_size * accumulate_grad_batches)``, where ``world_size = devices * nodes``
+    (all data-parallel processes): every optimiser step sees exactly `batch_size` samples however many devices,
+    nodes and accumulation steps share it, so a recipe's batch (and its learning rate) holds on any machine.
+
+    Raises:
+        ValueError: the division is not exact (or an argument is < 1); the message names the batch size, the
+            world size and the accumulation and suggests the nearest valid batch sizes and accumulations.
+    """
+    for name, value in (
+        ("batch_size", batch_size),
+        ("world_size", world_size),
+        ("accumulate_grad_batches", accumulate_grad_batches),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+    parts = world_size * accumulate_grad_batches
+    if batch_size % parts == 0:
+        return batch_size // parts
+    lower = batch_size // parts * parts
+    sizes = [str(size) for size in (lower, lower + parts) if size > 0]
+    accumulations = [str(a) for a in range(1, batch_size + 1) if batch_size % (world_size * a) == 0][:6]
+    hint = f"nearest valid data.batch_size: {' or '.join(sizes)}"
+    if accumulations:
+        hint += f"; or keep {batch_size} with trainer.accumulate_grad_batches in {{{', '.join(accumulations)}}}"
+    raise ValueError(
+        f"data.batch_size={batch_size} is the GLOBAL batch and must split evenly over world size {world_size} "
+        f"(devices x nodes) x trainer.accumulate_grad_batches {accumulate_grad_batches} = {parts} micro-batches; "
+        f"{hint}"
+    )
+
+
 @dataclass
 class ModelCfg:
     """The network: any timm model by name, or one of the small-image variants fdsl_app registers."""
@@ -85,6 +119,7 @@ class AugmentCfg:
             )
 
 
+CLUSTERS = ("auto", "torchrun", "slurm", "openmpi", "local")  # trainer.cluster (fdsl_app.cluster)
 DATA_SOURCES = ("family", "cifar10", "cifar100", "imagenet100", "folder")
 
 
@@ -171,8 +206,14 @@ class TrainerCfg:
     stop_at_step: int | None = None
     max_time: str | None = None
     enable_progress_bar: bool = True
+    # Who started the processes: auto (torchrun, else Slurm, else Open MPI's mpirun, else Lightning itself), or one
+    # of torchrun, slurm, openmpi, local to insist (see fdsl_app.cluster).
+    cluster: str = "auto"
+    connect_timeout: float = 300.0  # seconds a rank waits for rank 0's rendezvous port before failing
 
     def __post_init__(self) -> None:
+        _choice("trainer", "cluster", self.cluster, CLUSTERS)
+        _at_least("trainer", "connect_timeout", self.connect_timeout, 0.0)
         _at_least("trainer", "num_nodes", self.num_nodes, 1)
         _at_least("trainer", "max_epochs", self.max_epochs, 1)
         if self.max_steps != -1 and self.max_steps < 1:
@@ -192,6 +233,9 @@ class LogCfg:
     project: str = "fdsl_app"
     wandb_mode: str = "offline"  # online or offline (offline needs no network; `wandb sync` later)
     sample_grid: bool = True  # save a grid of training samples as the model sees them
+    # Write ledger/rank<R>.txt: "epoch index" of every training sample each rank trained on (audits data-parallel
+    # coverage: over all ranks, each sample of an epoch exactly once).
+    sample_ledger: bool = False
 
     def __post_init__(self) -> None:
         _choice("log", "backend", self.backend, ("csv", "wandb", "none"))
@@ -219,6 +263,10 @@ class RunCfg:
             raise ValueError(f"seed must be in [0, 2**32 - 1] (Lightning seeds numpy with it), got {self.seed}")
         if self.resume is not None and self.resume != "auto" and not Path(self.resume).is_file():
             raise ValueError(f"resume={self.resume!r} is neither 'auto' nor an existing checkpoint file")
+        t = self.trainer
+        if isinstance(t.devices, int) and not isinstance(t.devices, bool) and t.devices >= 1:
+            # Known world size: check the batch rule now (a job script's preflight), not on every rank at start-up.
+            per_device_batch_size(self.data.batch_size, t.devices * t.num_nodes, t.accumulate_grad_batches)
 
     @property
     def run_dir(self) -> Path:

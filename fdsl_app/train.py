@@ -2,8 +2,12 @@
 
 A run lives in ``<root>/<name>/``: ``config.yaml`` (the resolved config), ``env.json`` (versions, git commit,
 renderer build), ``metrics.csv``, ``samples.png`` (a training batch as the model sees it), ``checkpoints/``
-(``last.ckpt`` and the best by ``val/top1``) and, with W&B, ``wandb/`` plus ``wandb_id`` so a resumed run continues
+(``last.ckpt`` and the best by ``val/top1``), ``state.json`` (``finished``, ``stopped`` with a checkpoint to resume
+from, or ``failed``, with the step reached) and, with W&B, ``wandb/`` plus ``wandb_id`` so a resumed run continues
 the same W&B run. ``resume=auto`` continues from ``checkpoints/last.ckpt`` of a run with the same config.
+
+With several processes (see :mod:`fdsl_app.cluster`) every rank runs :func:`fit`; rank 0 alone writes the run
+directory's files.
 """
 
 from __future__ import annotations
@@ -29,8 +33,8 @@ import yaml
 from lightning.pytorch.callbacks import ModelCheckpoint, Timer
 from lightning.pytorch.utilities import rank_zero_only
 
-from fdsl_app import render
-from fdsl_app.callbacks import LastCheckpoint, ResumeDataPosition, RngState, SampleGrid, Throughput
+from fdsl_app import cluster, render
+from fdsl_app.callbacks import DataPosition, LastCheckpoint, RngState, SampleGrid, SampleLedger, Throughput
 from fdsl_app.config import RunCfg, to_dict, to_yaml
 from fdsl_app.data.build import build_datamodule
 from fdsl_app.models.checkpoint import load_pretrained
@@ -45,7 +49,7 @@ _RESUME_FREE = {
     "resume", "trainer.max_epochs", "trainer.max_steps", "trainer.enable_progress_bar", "trainer.devices",
     "trainer.num_nodes", "trainer.strategy", "trainer.checkpoint_every_n_steps", "data.num_workers",
     "data.pin_memory", "data.persistent_workers", "log.backend", "log.wandb_mode", "log.sample_grid",
-    "trainer.stop_at_step", "trainer.max_time",
+    "trainer.stop_at_step", "trainer.max_time", "trainer.cluster", "trainer.connect_timeout", "log.sample_ledger",
 }  # fmt: skip
 
 
@@ -72,7 +76,23 @@ def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def prepare_run_dir(cfg: RunCfg) -> tuple[Path, Path | None]:
-    """The run directory, and the checkpoint to resume from (None: a fresh run). Refuses to mix runs."""
+    """The run directory, made and holding `cfg`, and the checkpoint to resume from (None: a fresh run)."""
+    run_dir, resume_from = inspect_run_dir(cfg)
+    try:
+        (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ValueError(f"cannot create run directory {run_dir}: {err.strerror or err}") from None
+    if _rank_zero():
+        _write_atomic(run_dir / "config.yaml", to_yaml(cfg))  # other ranks may be reading it
+    return run_dir, resume_from
+
+
+def inspect_run_dir(cfg: RunCfg) -> tuple[Path, Path | None]:
+    """The run directory and the checkpoint a fit would resume from (None: a fresh run), writing nothing.
+
+    Raises:
+        ValueError: the directory holds a run of another config, or checkpoints without resume=auto.
+    """
     run_dir = cfg.run_dir
     saved = run_dir / "config.yaml"
     last = run_dir / "checkpoints" / "last.ckpt"
@@ -94,13 +114,39 @@ def prepare_run_dir(cfg: RunCfg) -> tuple[Path, Path | None]:
         if differ and resume_from is not None:
             detail = "; ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in differ[:6])
             raise ValueError(f"{run_dir} belongs to a different config ({detail}); use another name=... for it")
-    try:
-        (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise ValueError(f"cannot create run directory {run_dir}: {err.strerror or err}") from None
-    if _rank_zero():
-        saved.write_text(to_yaml(cfg))
     return run_dir, resume_from
+
+
+def run_status(cfg: RunCfg) -> str:
+    """One line on what a fit of `cfg` would do: start, resume (from which step), or nothing (finished).
+
+    Raises:
+        ValueError: as :func:`inspect_run_dir`.
+    """
+    run_dir, resume_from = inspect_run_dir(cfg)
+    state_file = run_dir / "state.json"
+    state = json.loads(state_file.read_text()) if state_file.is_file() else {}
+    if resume_from is None:
+        return f"run {run_dir}: new"
+    if state.get("state") == "finished" and cfg.resume == "auto":
+        return f"run {run_dir}: finished at step {state.get('step')}"
+    at = f" (state {state.get('state')} at step {state.get('step')})" if state else ""
+    return f"run {run_dir}: resumes from {resume_from}{at}"
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def _write_state(run_dir: Path, state: str, step: int, max_steps: int, error: str | None = None) -> None:
+    """``state.json``: whether the run finished, stopped early (resume=auto continues it) or failed."""
+    if _rank_zero():
+        record = {"state": state, "step": step, "max_steps": max_steps, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        if error is not None:
+            record["error"] = error
+        _write_atomic(run_dir / "state.json", json.dumps(record, indent=2))
 
 
 def _rank_zero() -> bool:
@@ -175,7 +221,8 @@ def _logger(cfg: RunCfg, run_dir: Path) -> Any:
                        resume="allow", offline=cfg.log.wandb_mode == "offline", config=to_dict(cfg))  # fmt: skip
 
 
-def make_trainer(cfg: RunCfg, run_dir: Path, callbacks: list[L.Callback], logger: Any) -> L.Trainer:
+def make_trainer(cfg: RunCfg, run_dir: Path, callbacks: list[L.Callback], logger: Any, env: Any = None) -> L.Trainer:
+    """The Trainer of `cfg`; `env`: the cluster environment (:func:`fdsl_app.cluster.select_environment`)."""
     t = cfg.trainer
     return L.Trainer(
         default_root_dir=run_dir, max_epochs=t.max_epochs, max_steps=t.max_steps, accelerator=t.accelerator,
@@ -184,6 +231,7 @@ def make_trainer(cfg: RunCfg, run_dir: Path, callbacks: list[L.Callback], logger
         limit_train_batches=t.limit_train_batches, limit_val_batches=t.limit_val_batches,
         check_val_every_n_epoch=t.val_every_n_epochs, gradient_clip_val=cfg.optim.clip_grad,
         enable_progress_bar=t.enable_progress_bar, callbacks=callbacks, logger=logger, enable_model_summary=False,
+        plugins=[env] if env is not None else None,
     )  # fmt: skip
 
 
@@ -216,9 +264,11 @@ def build(cfg: RunCfg, trainer: L.Trainer, *, training: bool = True) -> tuple[L.
 def fit(cfg: RunCfg) -> FitResult:
     """Train as `cfg` says; returns where the run went and its final metrics."""
     start = time.perf_counter()
+    env = cluster.select_environment(cfg.trainer.cluster)  # first: it tells which rank writes the files
+    cluster.adopt_rank(env)
     run_dir, resume_from = prepare_run_dir(cfg)
     if _rank_zero():
-        (run_dir / "env.json").write_text(json.dumps(environment(), indent=2))
+        _write_atomic(run_dir / "env.json", json.dumps(environment(), indent=2))
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     logger = _logger(cfg, run_dir)
     # `last` at a training step (see LastCheckpoint), `best` by val/top1 after validation.
@@ -227,28 +277,46 @@ def fit(cfg: RunCfg) -> FitResult:
     best = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best-{epoch:03d}-{step:08d}",
                            monitor="val/top1", mode="max", save_top_k=1, save_on_train_epoch_end=False)  # fmt: skip
     throughput = Throughput()
-    callbacks: list[L.Callback] = [last, best, throughput, ResumeDataPosition(), RngState()]
-    if cfg.trainer.max_time is not None:  # before LastCheckpoint, so that a time-out stop is saved
+    preemption = cluster.Preemption()
+    # Stop requests (time-out, job signals) come before LastCheckpoint, so that the stop is saved.
+    callbacks: list[L.Callback] = [preemption, last, best, throughput, DataPosition(), RngState()]
+    if cfg.trainer.max_time is not None:
         callbacks.insert(0, Timer(duration=cfg.trainer.max_time, interval="step"))
     if cfg.log.sample_grid:
         wandb = logger if cfg.log.backend == "wandb" else None
         callbacks.append(SampleGrid(run_dir / "samples.png", cfg.data.augment.mean, cfg.data.augment.std, wandb))
-    trainer = make_trainer(cfg, run_dir, callbacks, logger)
+    if cfg.log.sample_ledger:
+        callbacks.append(SampleLedger(run_dir / "ledger"))
+    trainer = make_trainer(cfg, run_dir, callbacks, logger, env)
+    cluster.check_world(env, trainer)
+    if trainer.world_size > 1:
+        log.info(cluster.describe(env, trainer), extra={"all_ranks": True})
     datamodule, module = build(cfg, trainer)
+    # Stop by steps, the schedule's length: Lightning's epoch counter can skip an epoch on a resume (DataPosition).
+    trainer.fit_loop.epoch_loop.max_steps, trainer.fit_loop.max_epochs = module.max_steps, -1
+    if env is not None and trainer.world_size > 1 and trainer.global_rank != 0:
+        cluster.wait_for_main(env.main_address, env.main_port, cfg.trainer.connect_timeout, trainer.global_rank)
     earlier_metrics = _read_metrics(run_dir / "metrics.csv") if resume_from is not None else []
     try:
         with warnings.catch_warnings():
             # metrics.csv and the checkpoints live in the run directory and a resumed run adds to them, as intended.
             warnings.filterwarnings("ignore", message="Experiment logs directory .* exists and is not empty")
             warnings.filterwarnings("ignore", message="Checkpoint directory .* exists and is not empty")
-            # The data position is restored by ResumeDataPosition (EpochSampler, every data source), which Lightning
+            # The data position is restored by DataPosition (EpochSampler, every data source), which Lightning
             # does not know about.
             warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch")
             trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
     except NonFiniteLossError as err:
         good = run_dir / "checkpoints" / "last-good.ckpt"
         trainer.save_checkpoint(good)  # the loss is checked before backward: these weights are the last good ones
+        _write_state(run_dir, "failed", trainer.global_step, module.max_steps, str(err))
         raise RuntimeError(f"{err}; the last good state is in {good}") from None
+    except BaseException as err:
+        if preemption.stopped_at is not None:  # Lightning ends a SIGTERM'd run with an exception, after our save
+            _write_state(run_dir, "stopped", trainer.global_step, module.max_steps, "stopped by SIGTERM")
+        else:
+            _write_state(run_dir, "failed", trainer.global_step, module.max_steps, f"{type(err).__name__}: {err}")
+        raise
     finally:
         if _rank_zero():
             _merge_metrics(run_dir / "metrics.csv", earlier_metrics)
@@ -256,9 +324,13 @@ def fit(cfg: RunCfg) -> FitResult:
             import wandb
 
             wandb.finish()  # close this run's files; a resumed fit reopens the same run id
+    finished = trainer.global_step >= module.max_steps
+    _write_state(run_dir, "finished" if finished else "stopped", trainer.global_step, module.max_steps)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if torch.is_tensor(v) and v.numel() == 1}
     last_path = last.path if last.path.is_file() else None
     best_path = Path(best.best_model_path) if best.best_model_path else None
+    if preemption.requeue_requested:
+        preemption.requeue()  # last: Slurm ends this job's processes when it requeues it
     return FitResult(run_dir, last_path, best_path, metrics, throughput.summary(), time.perf_counter() - start)
 
 
@@ -267,8 +339,9 @@ def evaluate(cfg: RunCfg, checkpoint: str | Path, stage: str = "validate") -> di
     checkpoint = Path(checkpoint)
     if not checkpoint.is_file():
         raise ValueError(f"checkpoint {checkpoint} does not exist")
+    env = cluster.select_environment(cfg.trainer.cluster)
     os.makedirs(cfg.run_dir, exist_ok=True)
-    trainer = make_trainer(cfg, cfg.run_dir, [], False)
+    trainer = make_trainer(cfg, cfg.run_dir, [], False, env)
     datamodule, module = build(cfg, trainer, training=False)
     try:
         stored = torch.load(checkpoint, map_location="cpu", weights_only=True)

@@ -95,8 +95,13 @@ def cifar_cfg(tmp_path: Path, *extra: str):
 @pytest.mark.filterwarnings("ignore:.*LeafSpec.*:FutureWarning")
 @pytest.mark.parametrize(
     "make, extra",
-    [(tiny_cfg, []), (tiny_cfg, ["trainer.accumulate_grad_batches=2"]), (cifar_cfg, [])],
-    ids=["family", "family-accumulate", "cifar"],
+    [
+        (tiny_cfg, []),
+        (tiny_cfg, ["trainer.accumulate_grad_batches=2"]),
+        (tiny_cfg, ["data.samples_per_epoch=32"]),  # 2 steps an epoch: the stop falls on an epoch's last batch
+        (cifar_cfg, []),
+    ],
+    ids=["family", "family-accumulate", "family-epoch-end", "cifar"],
 )
 def test_resume_gives_the_losses_of_an_uninterrupted_run(tmp_path, make, extra):
     straight = fit(make(tmp_path, "name=straight", "trainer.max_steps=4", *extra))

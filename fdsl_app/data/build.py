@@ -16,7 +16,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Subset
 
-from fdsl_app.config import AugmentCfg, RunCfg
+from fdsl_app.cluster import ignore_job_signals
+from fdsl_app.config import AugmentCfg, RunCfg, per_device_batch_size
 from fdsl_app.data.augment import DeviceAugment
 from fdsl_app.data.datamodule import FormulaDataModule
 from fdsl_app.data.keys import derive, sample_keys, splitmix64
@@ -25,40 +26,6 @@ from fdsl_app.data.synthetic import FormulaAugmentSpec, FormulaDataset, collate_
 
 _VAL_STREAM = 0x7A1  # sub-key of the run seed for the validation renders: never a training key
 _AUGMENT_SALT = 0xA06_0E47  # keeps batch-augmentation seeds apart from the per-sample render keys
-
-
-def per_device_batch_size(batch_size: int, world_size: int = 1, accumulate_grad_batches: int = 1) -> int:
-    """The project's batch-size rule: ``data.batch_size`` is the GLOBAL batch of one optimiser step.
-
-    ``per_device = batch_size / (world_size * accumulate_grad_batches)``, where ``world_size = devices * nodes``
-    (all data-parallel processes): every optimiser step sees exactly `batch_size` samples however many devices,
-    nodes and accumulation steps share it, so a recipe's batch (and its learning rate) holds on any machine.
-
-    Raises:
-        ValueError: the division is not exact (or an argument is < 1); the message names the batch size, the
-            world size and the accumulation and suggests the nearest valid batch sizes and accumulations.
-    """
-    for name, value in (
-        ("batch_size", batch_size),
-        ("world_size", world_size),
-        ("accumulate_grad_batches", accumulate_grad_batches),
-    ):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be an int >= 1, got {value!r}")
-    parts = world_size * accumulate_grad_batches
-    if batch_size % parts == 0:
-        return batch_size // parts
-    lower = batch_size // parts * parts
-    sizes = [str(size) for size in (lower, lower + parts) if size > 0]
-    accumulations = [str(a) for a in range(1, batch_size + 1) if batch_size % (world_size * a) == 0][:6]
-    hint = f"nearest valid data.batch_size: {' or '.join(sizes)}"
-    if accumulations:
-        hint += f"; or keep {batch_size} with trainer.accumulate_grad_batches in {{{', '.join(accumulations)}}}"
-    raise ValueError(
-        f"data.batch_size={batch_size} is the GLOBAL batch and must split evenly over world size {world_size} "
-        f"(devices x nodes) x trainer.accumulate_grad_batches {accumulate_grad_batches} = {parts} micro-batches; "
-        f"{hint}"
-    )
 
 
 log = logging.getLogger(__name__)
@@ -153,6 +120,7 @@ class FamilyDataModule(FormulaDataModule):
             collate_fn=collate_samples,
             pin_memory=self.pin_memory,
             persistent_workers=self.persistent_workers,
+            worker_init_fn=ignore_job_signals,
         )
 
     def test_dataloader(self) -> DataLoader:

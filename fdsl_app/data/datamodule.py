@@ -20,7 +20,14 @@ import torch
 from torch.utils.data import DataLoader
 
 import fdsl_app.families  # noqa: F401 - registers the families
-from fdsl_app.data.synthetic import EpochSampler, FormulaAugmentSpec, FormulaDataset, collate_samples
+from fdsl_app.cluster import ignore_job_signals
+from fdsl_app.data.synthetic import (
+    EpochSampler,
+    FormulaAugmentSpec,
+    FormulaDataset,
+    collate_samples,
+    trainer_replicas,
+)
 from fdsl_app.families.base import RENDER_SETTINGS, ClassParams, Family
 from fdsl_app.families.params_io import load_params
 from fdsl_app.families.registry import create_family
@@ -112,7 +119,7 @@ class FormulaDataModule(L.LightningDataModule):
         """Loader of ``(uint8 images (B, C, H, W), int64 labels (B,))`` batches, sharded across ranks."""
         self.setup("fit")
         assert self.dataset is not None
-        sampler = EpochSampler(self.dataset, seed=self.seed, shuffle=self.shuffle, **self._replica_kwargs())
+        sampler = EpochSampler(self.dataset, seed=self.seed, shuffle=self.shuffle, **trainer_replicas(self.trainer))
         if self.drop_last and len(sampler) < self.batch_size:
             raise ValueError(
                 f"batch_size {self.batch_size} exceeds the {len(sampler)} samples per epoch of this rank: with "
@@ -127,18 +134,12 @@ class FormulaDataModule(L.LightningDataModule):
             pin_memory=self.pin_memory,
             drop_last=self.drop_last,
             persistent_workers=self.persistent_workers,
+            worker_init_fn=ignore_job_signals,
             prefetch_factor=self.prefetch_factor,
             # Its own generator: starting an iterator (as a resumed run does mid-epoch) must not consume the
             # global torch RNG that dropout, drop path and mixup draw from.
             generator=torch.Generator().manual_seed(self.seed),
         )
-
-    def _replica_kwargs(self) -> dict[str, int]:
-        """The trainer's data-parallel world and rank; without a trainer the sampler asks torch.distributed."""
-        kwargs = self.trainer.distributed_sampler_kwargs if self.trainer is not None else None
-        if not kwargs:
-            return {}
-        return {"num_replicas": int(kwargs["num_replicas"]), "rank": int(kwargs["rank"])}
 
 
 def _resolve_family(name: str, settings: dict[str, Any], params_path: str | None) -> tuple[Family, ClassParams | None]:

@@ -20,9 +20,10 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision.datasets import ImageFolder
 
+from fdsl_app.cluster import ignore_job_signals
 from fdsl_app.config import AugmentCfg
 from fdsl_app.data.augment import real_transforms
-from fdsl_app.data.synthetic import EpochSampler
+from fdsl_app.data.synthetic import EpochSampler, trainer_replicas
 
 IMAGENET100_LIST = Path(__file__).with_name("imagenet100.txt")
 CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar.html"
@@ -120,16 +121,13 @@ class RealDataModule(L.LightningDataModule):
     def test_dataloader(self) -> DataLoader:
         return self.val_dataloader()
 
-    def _replicas(self) -> dict[str, int]:
-        kwargs = self.trainer.distributed_sampler_kwargs if self.trainer is not None else None
-        return {"num_replicas": int(kwargs["num_replicas"]), "rank": int(kwargs["rank"])} if kwargs else {}
-
     def _loader(self, dataset: Dataset[Any], *, train: bool) -> DataLoader:
         # Training order from an EpochSampler: a pure function of (seed, epoch), sharded over ranks, and able to
         # start mid-epoch, so a resumed run sees the batches an uninterrupted run would.
         sampler = None
         if train:
-            sampler = EpochSampler(dataset, seed=self.seed, drop_last=True, encode_epoch=False, **self._replicas())
+            replicas = trainer_replicas(self.trainer)
+            sampler = EpochSampler(dataset, seed=self.seed, drop_last=True, encode_epoch=False, **replicas)
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
@@ -139,6 +137,7 @@ class RealDataModule(L.LightningDataModule):
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             persistent_workers=self.persistent_workers,
+            worker_init_fn=ignore_job_signals,
         )
 
 

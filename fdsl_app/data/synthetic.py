@@ -30,6 +30,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Sequence, Sized
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -301,16 +302,25 @@ class EpochSampler(DistributedSampler[int]):
         self.total_size = rounded * num_replicas
         self.num_samples = rounded
         self.epoch = 0
-        self._skip = 0
+        self._start: tuple[int, int] | None = None  # see start_at()
         self.encode_epoch = encode_epoch
+        self.drawn: list[int] | None = None  # indices handed out this epoch, when recording (see record())
+        self.drawn_epoch = 0
         self.set_epoch(epoch)
 
-    def skip_next(self, count: int) -> None:
-        """Make the next iteration start `count` indices into this rank's epoch: a resumed run continues mid-epoch
-        exactly where the checkpoint was taken, instead of repeating the epoch's first batches."""
-        if count < 0:
-            raise ValueError(f"count must be >= 0, got {count}")
-        self._skip = int(count)
+    def record(self) -> None:
+        """Keep the indices of each iteration in :attr:`drawn` and its epoch in :attr:`drawn_epoch` (reset when an
+        iteration starts)."""
+        self.drawn, self.drawn_epoch = [], self.epoch
+
+    def start_at(self, epoch: int, skip: int = 0) -> None:
+        """Make the next iteration yield epoch `epoch` from `skip` indices into this rank's share, whatever
+        :meth:`set_epoch` says until then (one-shot). A resumed run continues exactly where its checkpoint was taken,
+        with the epoch counted from the training steps (see :class:`~fdsl_app.callbacks.DataPosition`)."""
+        if skip < 0:
+            raise ValueError(f"skip must be >= 0, got {skip}")
+        self.set_epoch(epoch)
+        self._start = (int(epoch), int(skip))
 
     def set_epoch(self, epoch: int) -> None:
         """Make the next iteration yield epoch `epoch`."""
@@ -325,15 +335,34 @@ class EpochSampler(DistributedSampler[int]):
         return np.random.default_rng(np.random.SeedSequence([self.seed, epoch])).permutation(self.length)
 
     def __iter__(self) -> Iterator[int]:
+        skip = 0
+        if self._start is not None:  # one-shot: later epochs follow set_epoch and start from their beginning
+            (self.epoch, skip), self._start = self._start, None
         order = self.epoch_order(self.epoch)
         if self.total_size > self.length:  # pad by repeating the start, several times over if the epoch is short
             order = np.resize(order, self.total_size)
-        mine = order[self.rank : self.total_size : self.num_replicas][self._skip :]
-        self._skip = 0  # one-shot: the next epoch starts from its beginning
-        return iter((mine + self.epoch * self.length if self.encode_epoch else mine).tolist())
+        mine = order[self.rank : self.total_size : self.num_replicas][skip:]
+        indices = (mine + self.epoch * self.length if self.encode_epoch else mine).tolist()
+        if self.drawn is None:
+            return iter(indices)
+        self.drawn, self.drawn_epoch = [], self.epoch
+        return self._recorded(indices, self.drawn)
+
+    @staticmethod
+    def _recorded(indices: list[int], drawn: list[int]) -> Iterator[int]:
+        for index in indices:
+            drawn.append(index)
+            yield index
 
     def __len__(self) -> int:
         return self.num_samples
+
+
+def trainer_replicas(trainer: Any) -> dict[str, int]:
+    """``num_replicas`` and ``rank`` for an :class:`EpochSampler` of `trainer`'s data-parallel world (empty without a
+    trainer: the sampler then asks torch.distributed)."""
+    kwargs = trainer.distributed_sampler_kwargs if trainer is not None else None
+    return {"num_replicas": int(kwargs["num_replicas"]), "rank": int(kwargs["rank"])} if kwargs else {}
 
 
 def _replicas(num_replicas: int | None, rank: int | None) -> tuple[int, int]:

@@ -1,0 +1,33 @@
+# Shared by slurm.sh and pbs.sh (sourced; RECIPE and OVERRIDES set by the template).
+set -euo pipefail
+
+fail() { echo "fdsl_app job: error: $*" >&2; exit 2; }
+
+# The Python environment: $VENV, else ./.venv of the submit directory, else whatever is on PATH.
+activate_env() {
+    local venv=${VENV:-.venv}
+    if [ -f "$venv/bin/activate" ]; then
+        # shellcheck disable=SC1091
+        source "$venv/bin/activate"
+    elif [ -n "${VENV:-}" ]; then
+        fail "VENV=$VENV has no bin/activate"
+    fi
+    # FDSL_APP: the command that runs fdsl_app (default: the installed script).
+    read -r -a FDSL <<< "${FDSL_APP:-fdsl_app}"
+    command -v "${FDSL[0]}" >/dev/null || fail "${FDSL[0]} not found: pip install the checkout into .venv (or set VENV=...)"
+}
+
+# fit_args NODES PER_NODE [extra key=value ...]: the fit command line, in ARGS.
+fit_args() {
+    [ -n "${RECIPE:-}" ] || fail "RECIPE is empty: set it in the template or as RECIPE=... at submission"
+    local overrides
+    read -r -a overrides <<< "${OVERRIDES:-}"
+    ARGS=(--config "$RECIPE" "trainer.num_nodes=$1" "trainer.devices=$2" "${@:3}" resume=auto "${overrides[@]}")
+}
+
+# Validate recipe, overrides, batch split and run directory once, on the first node, before any rank starts: one
+# clear message instead of one per rank. Prints the run's status line (new / resumes from ... / finished).
+preflight() {
+    STATUS=$("${FDSL[@]}" fit "${ARGS[@]}" --check) || fail "the run cannot start: see the message above"
+    echo "$STATUS"
+}

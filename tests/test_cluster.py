@@ -1,0 +1,431 @@
+"""Cluster runs on real parts: DDP on CPU (gloo) without a scheduler, the PBS template under Open MPI's mpirun, the
+sbatch template on a one-node Slurm cluster (CI starts it: tests/cluster/start_slurm.sh), preemption and resume,
+and the bad inputs of a cluster job.
+
+Where mpirun or a running Slurm is missing these tests skip, except with FDSL_REQUIRE_CLUSTER=1 (CI), where they
+fail: the cluster tests must run there.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+import fdsl_app
+from fdsl_app.cluster import OpenMPIEnvironment, RendezvousError, select_environment, wait_for_main
+from fdsl_app.config import load_config
+from fdsl_app.data.synthetic import EpochSampler, FormulaDataset, collate_samples
+from fdsl_app.families import create_family
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = REPO / "tests" / "cluster" / "tiny.yaml"  # 96 samples an epoch, global batch 16: 6 steps an epoch on 2 ranks
+SAMPLES = 96
+REQUIRED = os.environ.get("FDSL_REQUIRE_CLUSTER") == "1"
+pytestmark = pytest.mark.filterwarnings("ignore::lightning.fabric.utilities.warnings.PossibleUserWarning")
+
+
+def need(present: bool, what: str) -> None:
+    if not present:
+        if REQUIRED:
+            pytest.fail(f"{what} is missing, and FDSL_REQUIRE_CLUSTER=1 says the cluster tests must run")
+        pytest.skip(f"{what} is missing")
+
+
+def job_env(**extra: str) -> dict[str, str]:
+    """Environment of a job: fdsl_app run as `python -m fdsl_app` from the package these tests import."""
+    env = dict(os.environ)
+    for key in [k for k in env if k.startswith(("SLURM_", "OMPI_", "PMIX_", "PBS_"))] + ["MASTER_ADDR", "MASTER_PORT"]:
+        env.pop(key, None)
+    env |= {
+        "FDSL_APP": f"{sys.executable} -m fdsl_app",
+        "PYTHONPATH": str(Path(fdsl_app.__file__).resolve().parents[1]),
+        "PYTHONUNBUFFERED": "1",
+        "OMPI_ALLOW_RUN_AS_ROOT": "1",  # CI runs as root; Open MPI refuses that without both
+        "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
+        "OMPI_MCA_rmaps_base_oversubscribe": "1",  # 2 ranks on however many cores this machine has
+    }
+    return env | extra
+
+
+def ledger(run_dir: Path) -> dict[int, list[tuple[int, int]]]:
+    """rank -> [(epoch, dataset index)] of the samples each rank trained on."""
+    out = {}
+    for path in sorted((run_dir / "ledger").glob("rank*.txt")):
+        rows = [tuple(map(int, line.split())) for line in path.read_text().splitlines()]
+        out[int(path.stem.removeprefix("rank"))] = rows
+    return out
+
+
+def assert_each_sample_once(run_dir: Path, epochs: int, ranks: int = 2) -> None:
+    """Over all ranks, every epoch holds each of its samples exactly once, and every rank trained."""
+    seen = ledger(run_dir)
+    assert sorted(seen) == list(range(ranks)), f"ranks that trained: {sorted(seen)}"
+    assert len({len(rows) for rows in seen.values()}) == 1, "ranks trained on different sample counts"
+    for epoch in range(epochs):
+        indices = sorted(i for rows in seen.values() for e, i in rows if e == epoch)
+        assert indices == list(range(epoch * SAMPLES, (epoch + 1) * SAMPLES)), f"epoch {epoch}"
+    assert {e for rows in seen.values() for e, _ in rows} == set(range(epochs))
+
+
+def losses(run_dir: Path) -> list[float]:
+    with open(run_dir / "metrics.csv") as f:
+        return [float(r["train/loss_step"]) for r in csv.DictReader(f) if r.get("train/loss_step")]
+
+
+def state(run_dir: Path) -> dict:
+    import json
+
+    return json.loads((run_dir / "state.json").read_text())
+
+
+# --- distributed data -----------------------------------------------------------------------------------------------
+
+
+def test_ranks_load_the_images_of_the_single_process_batches() -> None:
+    """Batch s of 2 ranks with batch 4 holds the images and labels of batch s of one process with batch 8."""
+    family = create_family("onepfrac", classes=4, n_points=500, image_size=16)
+    data = FormulaDataset(family, family.generate(0), seed=3, samples_per_epoch=24, channels_first=True)
+
+    def batches(world: int, rank: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        sampler = EpochSampler(data, seed=3, num_replicas=world, rank=rank, epoch=1)
+        return list(DataLoader(data, batch_size=8 // world, sampler=sampler, collate_fn=collate_samples))
+
+    single, ranks = batches(1, 0), [batches(2, r) for r in range(2)]
+    assert len(single) == len(ranks[0]) == len(ranks[1]) == 3
+    for s, (images, labels) in enumerate(single):
+        together = torch.cat([ranks[0][s][0], ranks[1][s][0]])
+        together_labels = torch.cat([ranks[0][s][1], ranks[1][s][1]])
+        key = lambda t: t.flatten(1).numpy().tobytes()  # noqa: E731
+        assert sorted(map(key, together)) == sorted(map(key, images))
+        assert sorted(together_labels.tolist()) == sorted(labels.tolist())
+
+
+def test_sampler_start_at_pins_the_next_epoch_once() -> None:
+    sampler = EpochSampler(range(10), seed=0, shuffle=False)
+    sampler.start_at(2, skip=7)
+    sampler.set_epoch(5)  # what Lightning says does not move a pinned start
+    assert list(sampler) == [27, 28, 29]
+    sampler.set_epoch(3)
+    assert list(sampler) == list(range(30, 40))
+    with pytest.raises(ValueError, match="skip"):
+        sampler.start_at(0, skip=-1)
+
+
+def test_a_known_world_size_checks_the_batch_rule_at_load() -> None:
+    cfg = load_config(TINY, ["trainer.devices=2", "trainer.num_nodes=2"])  # 16 over 4 ranks: fine
+    assert cfg.data.batch_size == 16
+    with pytest.raises(ValueError, match=r"GLOBAL batch.*world size 6.*nearest valid data.batch_size: 12 or 18"):
+        load_config(TINY, ["trainer.devices=3", "trainer.num_nodes=2"])
+
+
+# --- the Open MPI environment (PBS) -----------------------------------------------------------------------------------
+
+
+def openmpi_env(monkeypatch: pytest.MonkeyPatch, rank: int, size: int, local_size: int, **extra: str) -> None:
+    values = {
+        "OMPI_COMM_WORLD_RANK": rank, "OMPI_COMM_WORLD_SIZE": size, "OMPI_COMM_WORLD_LOCAL_SIZE": local_size,
+        "OMPI_COMM_WORLD_LOCAL_RANK": rank % local_size, "MASTER_ADDR": "node0", "MASTER_PORT": "29400",
+    }  # fmt: skip
+    for key, value in (values | extra).items():
+        monkeypatch.setenv(key, str(value))
+    for key in ("SLURM_NTASKS", "SLURM_JOB_NAME", "TORCHELASTIC_RUN_ID", "GROUP_RANK"):
+        monkeypatch.delenv(key, raising=False)
+
+
+def test_openmpi_environment_reads_ranks_of_mpirun(monkeypatch: pytest.MonkeyPatch) -> None:
+    openmpi_env(monkeypatch, rank=13, size=16, local_size=8)
+    env = select_environment("auto")
+    assert isinstance(env, OpenMPIEnvironment)
+    assert (env.global_rank(), env.world_size(), env.local_rank(), env.node_rank()) == (13, 16, 5, 1)
+    assert (env.main_address, env.main_port, env.creates_processes_externally) == ("node0", 29400, True)
+    env.validate_settings(num_devices=8, num_nodes=2)
+    with pytest.raises(ValueError, match="set trainer.devices=8 trainer.num_nodes=2"):
+        env.validate_settings(num_devices=4, num_nodes=2)
+
+
+def test_openmpi_environment_needs_the_main_address(monkeypatch: pytest.MonkeyPatch) -> None:
+    openmpi_env(monkeypatch, rank=0, size=2, local_size=2)
+    monkeypatch.delenv("MASTER_ADDR")
+    with pytest.raises(ValueError, match="MASTER_ADDR is not set: mpirun must pass"):
+        select_environment("auto")
+    monkeypatch.setenv("MASTER_ADDR", "node0")
+    monkeypatch.setenv("MASTER_PORT", "http")
+    with pytest.raises(ValueError, match="MASTER_PORT must be a port number"):
+        select_environment("openmpi")
+
+
+def test_insisting_on_a_launcher_that_did_not_start_the_process_is_an_error(monkeypatch) -> None:
+    for key in ("OMPI_COMM_WORLD_SIZE", "SLURM_NTASKS", "TORCHELASTIC_RUN_ID"):
+        monkeypatch.delenv(key, raising=False)
+    assert select_environment("auto") is None and select_environment("local") is None
+    with pytest.raises(ValueError, match="not started by srun inside an sbatch job"):
+        select_environment("slurm")
+    with pytest.raises(ValueError, match="must be one of"):
+        select_environment("pbs")
+
+
+# --- rendezvous -----------------------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_an_unreachable_main_address_times_out_with_a_message() -> None:
+    start = time.monotonic()
+    with pytest.raises(RendezvousError, match=r"rank 1: the main process at 127.0.0.1:\d+ did not answer within 1 s"):
+        wait_for_main("127.0.0.1", free_port(), timeout=1.0, rank=1)
+    assert time.monotonic() - start < 10
+    with pytest.raises(RendezvousError, match="cannot resolve the main address 'no-such-node.invalid'"):
+        wait_for_main("no-such-node.invalid", 29500, timeout=30.0, rank=3)
+
+
+def test_a_rank_whose_main_process_never_answers_fails_instead_of_hanging(tmp_path) -> None:
+    """Rank 1 of a 2-process mpirun-style world whose rank 0 never starts: a clear error after connect_timeout."""
+    env = job_env(OMPI_COMM_WORLD_RANK="1", OMPI_COMM_WORLD_SIZE="2", OMPI_COMM_WORLD_LOCAL_RANK="1",
+                  OMPI_COMM_WORLD_LOCAL_SIZE="2", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()))  # fmt: skip
+    args = [sys.executable, "-m", "fdsl_app", "fit", "--config", str(TINY), f"root={tmp_path}", "trainer.devices=2",
+            "trainer.connect_timeout=2"]  # fmt: skip
+    done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert re.search(r"rank 1: the main process at 127.0.0.1:\d+ did not answer within 2 s", done.stderr)
+    assert "trainer.connect_timeout sets the wait" in done.stderr
+
+
+# --- DDP on CPU without a scheduler ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("launcher", ["lightning", "torchrun"])
+def test_ddp_on_cpu_trains_each_sample_once_per_epoch(tmp_path, launcher: str) -> None:
+    fit = ["fit", "--config", str(TINY), f"root={tmp_path}", "trainer.devices=2"]
+    if launcher == "lightning":  # Lightning starts the second process itself
+        args = [sys.executable, "-m", "fdsl_app", *fit]
+    else:
+        args = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node=2", "--master-port", str(free_port()),
+                "-m", "fdsl_app", *fit]  # fmt: skip
+    done = subprocess.run(args, env=job_env(), capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    kind = "local" if launcher == "lightning" else "torchrun"
+    for rank in (0, 1):
+        assert f"cluster: {kind}, rank {rank}/2, local rank {rank}, node 0/1" in done.stdout
+    assert done.stdout.count("run directory:") == 1  # one summary, from rank 0
+    run = tmp_path / "cluster-tiny"
+    assert_each_sample_once(run, epochs=2)
+    assert state(run) == state(run) | {"state": "finished", "step": 12, "max_steps": 12}
+
+
+# --- PBS template under Open MPI --------------------------------------------------------------------------------------
+
+
+def fake_pbs(tmp_path: Path, job: str) -> dict[str, str]:
+    """A PBS job's environment on this host: $PBS_NODEFILE lists it twice (2 ranks), and qsub/qdel record their
+    arguments (there is no PBS server here; the job script and mpirun are real)."""
+    bin_dir = tmp_path / "pbs-bin"
+    bin_dir.mkdir(exist_ok=True)
+    (bin_dir / "qsub").write_text('#!/bin/sh\necho "qsub $*" >> "$PBS_CALLS"\necho 9001.pbs1\n')
+    (bin_dir / "qdel").write_text('#!/bin/sh\necho "qdel $*" >> "$PBS_CALLS"\n')
+    for tool in ("qsub", "qdel"):
+        (bin_dir / tool).chmod(0o755)
+    nodefile = tmp_path / "nodefile"
+    nodefile.write_text(f"{socket.gethostname()}\n" * 2)
+    return job_env(PATH=f"{bin_dir}:{os.environ['PATH']}", PBS_JOBID=job, PBS_NODEFILE=str(nodefile),
+                   PBS_O_WORKDIR=str(REPO), PBS_CALLS=str(tmp_path / "calls"), WALLTIME="01:00:00",
+                   RECIPE=str(TINY))  # fmt: skip
+
+
+def run_pbs(env: dict[str, str], overrides: str, **extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["bash", str(REPO / "slurm" / "pretrain.pbs")], env=env | {"OVERRIDES": overrides} | extra,
+                          capture_output=True, text=True, timeout=600, cwd=REPO)  # fmt: skip
+
+
+def test_pbs_template_trains_two_ranks_under_mpirun_and_chains_a_follow_up(tmp_path) -> None:
+    need(shutil.which("mpirun") is not None, "Open MPI's mpirun (Debian: openmpi-bin)")
+    env = fake_pbs(tmp_path, "4242.pbs1")
+    run = tmp_path / "cluster-tiny"
+    first = run_pbs(env, f"root={tmp_path} trainer.stop_at_step=4")  # the walltime stop of a long run, early
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    host = socket.gethostname()
+    for rank in (0, 1):  # ranks, world, local rank and main address as OpenMPIEnvironment read them
+        assert f"cluster: openmpi, rank {rank}/2, local rank {rank}, node 0/1, main {host}:24242" in first.stdout
+    assert "stopping after 00:00:50:00" in first.stdout  # walltime 1 h less the 10 min margin
+    assert state(run)["state"] == "stopped" and state(run)["step"] == 4
+    calls = (tmp_path / "calls").read_text().splitlines()
+    assert len(calls) == 1 and calls[0].startswith("qsub -W depend=afterany:4242.pbs1 -v ")
+    assert "FDSL_CHAIN_LINK=1" in calls[0] and calls[0].endswith("slurm/pretrain.pbs")
+
+    # The follow-up job: resumes, finishes, and withdraws the follow-up it queued itself.
+    second = run_pbs(env | {"PBS_JOBID": "9001.pbs1"}, f"root={tmp_path}", FDSL_CHAIN_LINK="1")
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    assert "resumes from" in second.stdout and "the run is finished" in second.stdout
+    assert state(run) == state(run) | {"state": "finished", "step": 12}
+    calls = (tmp_path / "calls").read_text().splitlines()
+    assert calls[1].startswith("qsub -W depend=afterany:9001.pbs1") and calls[2] == "qdel 9001.pbs1"
+    assert_each_sample_once(run, epochs=2)  # across the two jobs
+
+    # A third link finds the run finished and does nothing (no more follow-ups).
+    third = run_pbs(env | {"PBS_JOBID": "9002.pbs1"}, f"root={tmp_path}", FDSL_CHAIN_LINK="2")
+    assert third.returncode == 0 and "nothing to do" in third.stdout
+    assert len((tmp_path / "calls").read_text().splitlines()) == 3
+
+
+@pytest.mark.parametrize(
+    "overrides, extra, message",
+    [
+        ("", {"RECIPE": "no_such_recipe"}, "no recipe 'no_such_recipe'"),
+        ("data.batch_size=15", {}, "data.batch_size=15 is the GLOBAL batch and must split evenly over world size 2"),
+        ("", {"WALLTIME": "00:05:00"}, "walltime 00:05:00 leaves no time after the 600 s margin"),
+    ],
+    ids=["missing-recipe", "batch-does-not-divide", "walltime-too-short"],
+)
+def test_pbs_template_refuses_bad_input_before_starting_ranks(tmp_path, overrides, extra, message) -> None:
+    env = fake_pbs(tmp_path, "4242.pbs1")
+    done = run_pbs(env, f"root={tmp_path} {overrides}", **extra)
+    assert done.returncode == 2 and message in done.stderr, done.stderr[-2000:]
+    assert not (tmp_path / "calls").exists()  # nothing queued
+
+
+def test_a_resume_with_another_config_is_refused_by_the_preflight(tmp_path) -> None:
+    run = tmp_path / "cluster-tiny"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "last.ckpt").write_bytes(b"")
+    cfg = load_config(TINY, [f"root={tmp_path}"])
+    from fdsl_app.config import to_yaml
+
+    (run / "config.yaml").write_text(to_yaml(cfg).replace("lr: 0.002", "lr: 0.1"))
+    done = run_pbs(fake_pbs(tmp_path, "4242.pbs1"), f"root={tmp_path}")
+    assert done.returncode == 2
+    assert "belongs to a different config (optim.lr: 0.1 -> 0.002)" in done.stderr, done.stderr[-2000:]
+
+
+@pytest.mark.parametrize("template", ["pretrain.sbatch", "finetune.sbatch", "pretrain.pbs", "finetune.pbs"])
+def test_templates_refuse_to_run_outside_their_scheduler(template: str) -> None:
+    done = subprocess.run(["bash", str(REPO / "slurm" / template)], env=job_env(), capture_output=True, text=True,
+                          cwd=REPO, timeout=60)  # fmt: skip
+    assert done.returncode == 2
+    scheduler = "Slurm job: submit the template with sbatch" if "sbatch" in template else "PBS job: submit"
+    assert f"not inside a {scheduler}" in done.stderr
+
+
+# --- Slurm ------------------------------------------------------------------------------------------------------------
+
+
+def slurm_up() -> bool:
+    try:
+        return subprocess.run(["sinfo", "-h"], capture_output=True, timeout=20).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def sbatch(tmp_path: Path, name: str, overrides: str) -> str:
+    """Submit slurm/pretrain.sbatch with CPU overrides (2 tasks, no GPUs); returns the job id."""
+    args = ["sbatch", "--parsable", "--gpus-per-node=0", "--ntasks-per-node=2", "--cpus-per-task=1",
+            f"--output={tmp_path}/{name}-%j.out", "slurm/pretrain.sbatch"]  # fmt: skip
+    env = job_env(RECIPE=str(TINY), OVERRIDES=f"root={tmp_path} name={name} {overrides}")
+    done = subprocess.run(args, env=env, capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip().split(";")[0]
+
+
+def job_info(job: str) -> dict[str, str]:
+    text = subprocess.run(["scontrol", "show", "job", job], capture_output=True, text=True, timeout=30).stdout
+    return dict(re.findall(r"(\w+)=(\S+)", text))
+
+
+def wait_for(condition, timeout: float, what: str):  # noqa: ANN001, ANN201
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.5)
+    pytest.fail(f"timed out after {timeout:g} s waiting for {what}")
+
+
+def wait_until_done(job: str, timeout: float = 400) -> dict[str, str]:
+    ended = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "PREEMPTED")
+    return wait_for(lambda: (info := job_info(job)).get("JobState") in ended and info, timeout, f"job {job}")
+
+
+def job_log(tmp_path: Path, name: str, job: str) -> str:
+    return (tmp_path / f"{name}-{job}.out").read_text()
+
+
+@pytest.fixture(scope="module")
+def slurm() -> None:
+    need(slurm_up(), "a running Slurm cluster (tests/cluster/start_slurm.sh starts one)")
+
+
+@pytest.mark.usefixtures("slurm")
+def test_sbatch_template_survives_a_requeue_with_the_losses_of_an_uninterrupted_run(tmp_path) -> None:
+    overrides = "trainer.max_epochs=20 trainer.checkpoint_every_n_steps=10"  # 120 steps; a checkpoint every 10
+    straight = sbatch(tmp_path, "straight", overrides)
+    info = wait_until_done(straight)
+    out = job_log(tmp_path, "straight", straight)
+    assert info["JobState"] == "COMPLETED" and info["ExitCode"] == "0:0", out[-3000:]
+    for rank in (0, 1):  # both ranks trained, placed by Lightning's SLURMEnvironment
+        assert re.search(rf"cluster: slurm, rank {rank}/2, local rank {rank}, node 0/1, main \S+:\d+", out)
+    assert_each_sample_once(tmp_path / "straight", epochs=20)
+    assert state(tmp_path / "straight")["state"] == "finished"
+
+    # The same run, sent the requeue signal mid-run (as `#SBATCH --signal=USR1@180` does before the time limit).
+    job = sbatch(tmp_path, "preempted", overrides)
+    checkpoint = tmp_path / "preempted" / "checkpoints" / "last.ckpt"
+    wait_for(checkpoint.is_file, 300, "the first periodic checkpoint")
+    subprocess.run(["scancel", "--signal=USR1", job], check=True, timeout=30)
+    # Slurm starts the requeued job again once its first run's credential expires (cred_expire, 10 s here).
+    info = wait_until_done(job)
+    out = job_log(tmp_path, "preempted", job)
+    assert info["JobState"] == "COMPLETED" and info["Restarts"] == "1", out[-3000:]
+    stopped = re.search(r"received the requeue signal: stopping at step (\d+) with a checkpoint", out)
+    assert stopped and 10 <= int(stopped.group(1)) < 120, out[-3000:]
+    assert f"requeued Slurm job {job}" in out and "job " + job + " (restart 1)" in out
+    assert state(tmp_path / "preempted") == state(tmp_path / "preempted") | {"state": "finished", "step": 120}
+    a, b = losses(tmp_path / "straight"), losses(tmp_path / "preempted")
+    assert len(a) == len(b) == 120
+    np.testing.assert_allclose(b, a, rtol=1e-5)
+    assert_each_sample_once(tmp_path / "preempted", epochs=20)  # across the two sessions of the job
+
+
+@pytest.mark.usefixtures("slurm")
+def test_sbatch_template_with_a_batch_the_nodes_cannot_split_fails_with_the_rule(tmp_path) -> None:
+    job = sbatch(tmp_path, "uneven", "data.batch_size=15")
+    info = wait_until_done(job)
+    out = job_log(tmp_path, "uneven", job)
+    assert info["JobState"] == "FAILED" and "must split evenly over world size 2" in out
+    assert "cluster: slurm" not in out  # refused before any rank started
+
+
+def test_sigterm_stops_at_a_step_with_a_checkpoint_that_resumes(tmp_path) -> None:
+    """What Slurm preemption, scancel, or PBS at the walltime send: the run saves its step and a resume finishes."""
+    args = [sys.executable, "-m", "fdsl_app", "fit", "--config", str(TINY), f"root={tmp_path}", "trainer.devices=1",
+            "trainer.strategy=auto", "trainer.max_epochs=40", "trainer.checkpoint_every_n_steps=20"]  # fmt: skip
+    run = tmp_path / "cluster-tiny"
+    with subprocess.Popen(args, env=job_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc:
+        wait_for((run / "checkpoints" / "last.ckpt").is_file, 300, "the first periodic checkpoint")
+        proc.send_signal(signal.SIGTERM)
+        out = proc.communicate(timeout=120)[0]
+    stopped = re.search(r"received SIGTERM \(or another rank's signal\): stopping at step (\d+)", out)
+    assert stopped, out[-3000:]
+    step = int(stopped.group(1))
+    assert 20 <= step < 240 and proc.returncode == 143 and "resume=auto continues" in out
+    assert state(run) == state(run) | {"state": "stopped", "step": step}
+    resumed = subprocess.run([*args, "resume=auto"], env=job_env(), capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert "Restored all states from the checkpoint" in resumed.stdout + resumed.stderr
+    assert state(run) == state(run) | {"state": "finished", "step": 240}
+    assert_each_sample_once(run, epochs=40, ranks=1)
