@@ -114,15 +114,24 @@ class DataPosition(L.Callback):
 
     def __init__(self) -> None:
         self.batches = 0
+        self._loaded = False
 
     def state_dict(self) -> dict[str, Any]:
         return {"batches": self.batches}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.batches = int(state_dict["batches"])
+        self._loaded = True
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not self._loaded and trainer.global_step > 0:  # a checkpoint from before this callback: Lightning's count
+            self.batches = int(trainer.fit_loop.epoch_loop.batch_progress.total.processed)
         self._point(trainer)
+        # Lightning made the epoch's first iterator before this hook, and with workers the loader has drawn indices
+        # already: start it again from the pinned position (with persistent workers, the same workers).
+        fetcher = getattr(trainer.fit_loop, "_data_fetcher", None)
+        if fetcher is not None and train_sampler(trainer) is not None:
+            iter(fetcher)
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, idx: int) -> None:
         self.batches += 1  # counted at the start: a checkpoint taken at this batch's end includes it
@@ -227,7 +236,7 @@ class LastCheckpoint(L.Callback):
     """Writes ``last.ckpt`` at a training step: every `every_n_steps` steps, at the last step of the run, at the end
     of each epoch when no step interval is set, and at `stop_at_step`, where it also stops the run.
 
-    A stop requested before this callback runs (Lightning's Timer for ``max_time``, placed before it) also saves.
+    A stop requested before this callback runs (:class:`~fdsl_app.cluster.Preemption`, placed before it) also saves.
     The checkpoint is taken right after the optimiser step, mid-epoch, so that a run resumed from it continues the
     same epoch with the same data and randomness (unlike a checkpoint taken after the epoch-end hooks, from which
     Lightning starts the next epoch). The file is replaced atomically.
@@ -238,6 +247,9 @@ class LastCheckpoint(L.Callback):
         self.every_n_steps = every_n_steps
         self.stop_at_step = stop_at_step
         self._seen_step = -1
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._seen_step = trainer.global_step  # a resumed run's first micro-batch is no step boundary
 
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int

@@ -80,18 +80,12 @@ def run_fit(args: argparse.Namespace) -> int:
 
         say(run_status(cfg))
         return 0
-    from lightning.pytorch.utilities.exceptions import SIGTERMException
-
     from fdsl_app.train import fit  # torch, timm and Lightning load only for training
 
-    try:
-        result = fit(cfg)
-    except SIGTERMException:  # the checkpoint is written (fdsl_app.cluster.Preemption); say so, exit as SIGTERM'd
-        if _rank_zero():
-            say(f"stopped by SIGTERM with a checkpoint: resume=auto continues the run in {cfg.run_dir}")
-        return 128 + 15
+    result = fit(cfg)
+    status = 128 + 15 if result.terminated else 0  # a SIGTERM'd run exits as one
     if not _rank_zero():  # one summary per run
-        return 0
+        return status
     say(f"run directory: {result.run_dir}")
     for key in ("train/loss_epoch", "val/loss", "val/top1", "val/top5"):
         if key in result.metrics:
@@ -101,7 +95,9 @@ def run_fit(args: argparse.Namespace) -> int:
              f"{100 * result.perf['perf/data_wait']:.1f}% of step time")  # fmt: skip
     say(f"checkpoints: last {result.last_checkpoint}, best {result.best_checkpoint}")
     say(f"elapsed: {result.seconds:.0f} s")
-    return 0
+    if result.stopped_by is not None:
+        say(f"stopped early by {result.stopped_by}, with a checkpoint: resume=auto continues the run")
+    return status
 
 
 def _run_evaluate(args: argparse.Namespace, stage: str) -> int:

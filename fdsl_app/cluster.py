@@ -9,7 +9,7 @@ One process per device, started by one of:
 - ``torchrun``: Lightning's ``TorchElasticEnvironment``;
 - nothing: Lightning starts ``trainer.devices`` processes itself (``LightningEnvironment``).
 
-``trainer.cluster=auto`` takes them in that order of precedence: torchrun, Slurm, Open MPI, local.
+``trainer.cluster=auto`` takes the first that started this process: torchrun, Open MPI, Slurm, else local.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from lightning.fabric.plugins.environments import (
 )
 from lightning.pytorch.utilities import rank_zero_only
 
-from fdsl_app.config import CLUSTERS
+from fdsl_app.config import CLUSTERS, parse_duration
 
 log = logging.getLogger("fdsl_app")
 
@@ -123,10 +123,10 @@ def select_environment(choice: str = "auto") -> ClusterEnvironment | None:
     """
     if choice not in CLUSTERS:
         raise ValueError(f"trainer.cluster must be one of {', '.join(CLUSTERS)}, got {choice!r}")
-    found = {
+    found = {  # mpirun inside a Slurm allocation leaves SLURM_* set in every rank: Open MPI's variables decide
         "torchrun": TorchElasticEnvironment.detect(),
-        "slurm": SLURMEnvironment.detect(),
         "openmpi": OpenMPIEnvironment.detect(),
+        "slurm": SLURMEnvironment.detect(),
     }
     if choice == "auto":
         choice = next((name for name, present in found.items() if present), "local")
@@ -215,33 +215,47 @@ def ignore_job_signals(worker_id: int) -> None:
 
 
 class Preemption(L.Callback):
-    """Ends a run cleanly before its job is killed: at the next optimiser step, checkpoint and stop.
+    """Ends a job's part of a run cleanly, before the job is killed: at the next optimiser step, checkpoint and stop.
 
-    Triggers: the requeue signal (SIGUSR1: ``#SBATCH --signal=USR1@180`` sends it 3 minutes before the time
-    limit) and SIGTERM (Slurm preemption or ``scancel``, PBS walltime or ``qdel``; Lightning records it). The
-    decision is reduced over all ranks, so every rank stops at the same step. Place it before
-    :class:`~fdsl_app.callbacks.LastCheckpoint`, which saves whenever a stop was requested. After the requeue
-    signal under Slurm, :meth:`requeue` (called at the very end of the fit, once every file is written) puts the
-    job back in the queue; the requeued job runs the same script, whose ``resume=auto`` continues the run.
+    Triggers: the requeue signal (SIGUSR1: ``#SBATCH --signal=USR1@180`` sends it 3 minutes before the time limit),
+    SIGTERM (Slurm preemption or ``scancel``, PBS ``qdel``) and `max_time` ("DD:HH:MM:SS" of this process, counted
+    from the callback's creation: a resumed job gets the whole time again). Signal handlers only set a flag; the
+    decision is taken at optimiser-step boundaries and reduced over ranks, so every rank stops at the same step (no
+    collective runs inside a signal handler, unlike Lightning's own SIGTERM handling, which this replaces during
+    training). Place it before :class:`~fdsl_app.callbacks.LastCheckpoint`, which saves whenever a stop is
+    requested. The stop skips the validation Lightning would otherwise run first.
+
+    After the requeue signal under Slurm, :meth:`requeue` (called at the very end of the fit, once every file is
+    written) puts the job back in the queue; the requeued job runs the same script, whose ``resume=auto`` continues.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, max_time: str | None = None) -> None:
+        self.deadline = time.monotonic() + parse_duration(max_time) if max_time is not None else None
         self.signalled: int | None = None
+        self.reason: str | None = None
         self.stopped_at: int | None = None
-        self._previous: Any = None
+        self._previous: dict[int, Any] = {}
         self._seen_step = -1
 
     def _handle(self, signum: int, frame: Any) -> None:
         self.signalled = signum  # only a flag: the checkpoint is taken at a step boundary
 
+    def _install(self, signum: int) -> None:
+        if threading.current_thread() is threading.main_thread():
+            self._previous.setdefault(signum, signal.signal(signum, self._handle))
+
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        if stage == "fit" and threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(REQUEUE_SIGNAL, self._handle)
+        if stage == "fit":
+            self._install(REQUEUE_SIGNAL)
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._install(signal.SIGTERM)  # after Lightning registered its handler at the start of the fit
+        self._seen_step = trainer.global_step  # a resumed run's first micro-batch is no step boundary
 
     def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        if self._previous is not None:
-            signal.signal(REQUEUE_SIGNAL, self._previous)
-            self._previous = None
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
+        self._previous = {}
 
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
@@ -250,19 +264,28 @@ class Preemption(L.Callback):
         if step == self._seen_step or self.stopped_at is not None:  # mid-accumulation: no step boundary yet
             return
         self._seen_step = step
-        local = self.signalled is not None or trainer.received_sigterm
+        local = self.signalled is not None or (self.deadline is not None and time.monotonic() >= self.deadline)
         if trainer.world_size > 1:
             local = trainer.strategy.reduce_boolean_decision(local, all=False)
-        if local:
-            self.stopped_at = step
-            trainer.should_stop = True
-            what = "the requeue signal" if self.signalled == REQUEUE_SIGNAL else "SIGTERM (or another rank's signal)"
-            if trainer.is_global_zero:
-                log.info("received %s: stopping at step %d with a checkpoint", what, step)
+        if not local:
+            return
+        self.stopped_at = step
+        self.reason = {REQUEUE_SIGNAL: "the requeue signal", signal.SIGTERM: "SIGTERM"}.get(
+            self.signalled, "the time limit (trainer.max_time)" if self.signalled is None else "another rank's signal"
+        )
+        trainer.should_stop = True
+        trainer.limit_val_batches = 0  # no validation pass on the way out: the time is short
+        if trainer.is_global_zero:
+            log.info("stopping at step %d with a checkpoint: %s", step, self.reason)
 
     @property
     def requeue_requested(self) -> bool:
         return self.stopped_at is not None and self.signalled == REQUEUE_SIGNAL
+
+    @property
+    def terminated(self) -> bool:
+        """Stopped on SIGTERM: the process should end as a SIGTERM'd one (exit status 143)."""
+        return self.stopped_at is not None and self.signalled == signal.SIGTERM
 
     def requeue(self) -> None:
         """Put this Slurm job back in the queue (rank 0 only; a no-op outside Slurm)."""

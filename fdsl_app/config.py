@@ -74,6 +74,25 @@ def per_device_batch_size(batch_size: int, world_size: int = 1, accumulate_grad_
     )
 
 
+def parse_duration(text: str) -> float:
+    """Seconds of a "DD:HH:MM:SS" duration (also "HH:MM:SS" or "MM:SS").
+
+    Raises:
+        ValueError: not of that form.
+    """
+    parts = str(text).split(":")
+    try:
+        numbers = [float(p) for p in parts]
+    except ValueError:
+        numbers = []
+    if not 1 <= len(numbers) <= 4 or any(n < 0 for n in numbers):
+        raise ValueError(f"trainer.max_time must be DD:HH:MM:SS, got {text!r}")
+    seconds = 0.0
+    for number, unit in zip(reversed(numbers), (1, 60, 3600, 86400), strict=False):
+        seconds += number * unit
+    return seconds
+
+
 @dataclass
 class ModelCfg:
     """The network: any timm model by name, or one of the small-image variants fdsl_app registers."""
@@ -206,13 +225,15 @@ class TrainerCfg:
     stop_at_step: int | None = None
     max_time: str | None = None
     enable_progress_bar: bool = True
-    # Who started the processes: auto (torchrun, else Slurm, else Open MPI's mpirun, else Lightning itself), or one
+    # Who started the processes: auto (torchrun, else Open MPI's mpirun, else Slurm, else Lightning itself), or one
     # of torchrun, slurm, openmpi, local to insist (see fdsl_app.cluster).
     cluster: str = "auto"
     connect_timeout: float = 300.0  # seconds a rank waits for rank 0's rendezvous port before failing
 
     def __post_init__(self) -> None:
         _choice("trainer", "cluster", self.cluster, CLUSTERS)
+        if self.max_time is not None:
+            parse_duration(self.max_time)
         _at_least("trainer", "connect_timeout", self.connect_timeout, 0.0)
         _at_least("trainer", "num_nodes", self.num_nodes, 1)
         _at_least("trainer", "max_epochs", self.max_epochs, 1)

@@ -30,13 +30,14 @@ from typing import Any
 import lightning as L
 import torch
 import yaml
-from lightning.pytorch.callbacks import ModelCheckpoint, Timer
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_only
 
 from fdsl_app import cluster, render
 from fdsl_app.callbacks import DataPosition, LastCheckpoint, RngState, SampleGrid, SampleLedger, Throughput
 from fdsl_app.config import RunCfg, to_dict, to_yaml
 from fdsl_app.data.build import build_datamodule
+from fdsl_app.data.synthetic import EpochSampler
 from fdsl_app.models.checkpoint import load_pretrained
 from fdsl_app.models.module import ClassifierModule, NonFiniteLossError, create_network
 
@@ -63,6 +64,8 @@ class FitResult:
     metrics: dict[str, float]
     perf: dict[str, float]
     seconds: float
+    stopped_by: str | None = None  # what ended the run before its last step: a signal or the time limit
+    terminated: bool = False  # stopped by SIGTERM (the command exits with status 143)
 
 
 def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -128,7 +131,10 @@ def run_status(cfg: RunCfg) -> str:
     state = json.loads(state_file.read_text()) if state_file.is_file() else {}
     if resume_from is None:
         return f"run {run_dir}: new"
-    if state.get("state") == "finished" and cfg.resume == "auto":
+    saved = yaml.safe_load((run_dir / "config.yaml").read_text()) or {} if (run_dir / "config.yaml").is_file() else {}
+    limits = {k: saved.get("trainer", {}).get(k) for k in ("max_steps", "max_epochs")}
+    same_length = limits == {"max_steps": cfg.trainer.max_steps, "max_epochs": cfg.trainer.max_epochs}
+    if state.get("state") == "finished" and cfg.resume == "auto" and same_length:
         return f"run {run_dir}: finished at step {state.get('step')}"
     at = f" (state {state.get('state')} at step {state.get('step')})" if state else ""
     return f"run {run_dir}: resumes from {resume_from}{at}"
@@ -242,16 +248,23 @@ def _steps_per_epoch(cfg: RunCfg, batches: int) -> int:
     return max(1, math.ceil(batches / cfg.trainer.accumulate_grad_batches))
 
 
+def _rank_batches(loader: Any, world_size: int) -> int:
+    """Batches of one rank's epoch, from a loader built before the trainer is attached (over one process): the
+    EpochSampler gives each of `world_size` ranks ceil(n / W) samples (n // W with drop_last), in batches of the
+    per-device size."""
+    sampler = loader.sampler
+    n = len(sampler.dataset) if isinstance(sampler, EpochSampler) else len(loader.dataset)
+    per_rank = n // world_size if getattr(sampler, "drop_last", False) else math.ceil(n / world_size)
+    return per_rank // loader.batch_size if loader.drop_last else math.ceil(per_rank / loader.batch_size)
+
+
 def build(cfg: RunCfg, trainer: L.Trainer, *, training: bool = True) -> tuple[L.LightningDataModule, ClassifierModule]:
     """The datamodule and the module for `cfg`, sized for `trainer`'s world (for evaluation: no schedule, no init)."""
     datamodule, num_classes = build_datamodule(cfg, world_size=trainer.world_size)
     steps_per_epoch = max_steps = 1
     if training:
         datamodule.setup("fit")
-        # Counted before Lightning attaches the trainer, so over one process: each of the world's ranks gets its
-        # share of the batches (the per-device batch is already the global batch / world).
-        single = len(datamodule.train_dataloader())
-        steps_per_epoch = _steps_per_epoch(cfg, math.ceil(single / trainer.world_size))
+        steps_per_epoch = _steps_per_epoch(cfg, _rank_batches(datamodule.train_dataloader(), trainer.world_size))
         max_steps = cfg.trainer.max_steps if cfg.trainer.max_steps > 0 else steps_per_epoch * cfg.trainer.max_epochs
     net = create_network(cfg.model, num_classes, cfg.data.image_size)
     if training and cfg.model.init_from is not None:
@@ -277,16 +290,14 @@ def fit(cfg: RunCfg) -> FitResult:
     best = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best-{epoch:03d}-{step:08d}",
                            monitor="val/top1", mode="max", save_top_k=1, save_on_train_epoch_end=False)  # fmt: skip
     throughput = Throughput()
-    preemption = cluster.Preemption()
-    # Stop requests (time-out, job signals) come before LastCheckpoint, so that the stop is saved.
-    callbacks: list[L.Callback] = [preemption, last, best, throughput, DataPosition(), RngState()]
-    if cfg.trainer.max_time is not None:
-        callbacks.insert(0, Timer(duration=cfg.trainer.max_time, interval="step"))
+    preemption = cluster.Preemption(cfg.trainer.max_time)
+    # Order matters: stop requests (time limit, job signals) before LastCheckpoint, so that the stop is saved; the
+    # ledger starts recording before DataPosition starts the loader's first iterator.
+    ledger = [SampleLedger(run_dir / "ledger")] if cfg.log.sample_ledger else []
+    callbacks: list[L.Callback] = [preemption, last, best, throughput, *ledger, DataPosition(), RngState()]
     if cfg.log.sample_grid:
         wandb = logger if cfg.log.backend == "wandb" else None
         callbacks.append(SampleGrid(run_dir / "samples.png", cfg.data.augment.mean, cfg.data.augment.std, wandb))
-    if cfg.log.sample_ledger:
-        callbacks.append(SampleLedger(run_dir / "ledger"))
     trainer = make_trainer(cfg, run_dir, callbacks, logger, env)
     cluster.check_world(env, trainer)
     if trainer.world_size > 1:
@@ -312,10 +323,7 @@ def fit(cfg: RunCfg) -> FitResult:
         _write_state(run_dir, "failed", trainer.global_step, module.max_steps, str(err))
         raise RuntimeError(f"{err}; the last good state is in {good}") from None
     except BaseException as err:
-        if preemption.stopped_at is not None:  # Lightning ends a SIGTERM'd run with an exception, after our save
-            _write_state(run_dir, "stopped", trainer.global_step, module.max_steps, "stopped by SIGTERM")
-        else:
-            _write_state(run_dir, "failed", trainer.global_step, module.max_steps, f"{type(err).__name__}: {err}")
+        _write_state(run_dir, "failed", trainer.global_step, module.max_steps, f"{type(err).__name__}: {err}")
         raise
     finally:
         if _rank_zero():
@@ -331,7 +339,8 @@ def fit(cfg: RunCfg) -> FitResult:
     best_path = Path(best.best_model_path) if best.best_model_path else None
     if preemption.requeue_requested:
         preemption.requeue()  # last: Slurm ends this job's processes when it requeues it
-    return FitResult(run_dir, last_path, best_path, metrics, throughput.summary(), time.perf_counter() - start)
+    return FitResult(run_dir, last_path, best_path, metrics, throughput.summary(), time.perf_counter() - start,
+                     preemption.reason, preemption.terminated)  # fmt: skip
 
 
 def evaluate(cfg: RunCfg, checkpoint: str | Path, stage: str = "validate") -> dict[str, float]:

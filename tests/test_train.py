@@ -99,9 +99,20 @@ def cifar_cfg(tmp_path: Path, *extra: str):
         (tiny_cfg, []),
         (tiny_cfg, ["trainer.accumulate_grad_batches=2"]),
         (tiny_cfg, ["data.samples_per_epoch=32"]),  # 2 steps an epoch: the stop falls on an epoch's last batch
+        (tiny_cfg, ["data.num_workers=2"]),  # workers draw indices before the resume position is known
+        (tiny_cfg, ["data.num_workers=2", "data.persistent_workers=true", "data.samples_per_epoch=48"]),
         (cifar_cfg, []),
+        (cifar_cfg, ["data.num_workers=2"]),
     ],
-    ids=["family", "family-accumulate", "family-epoch-end", "cifar"],
+    ids=[
+        "family",
+        "family-accumulate",
+        "family-epoch-end",
+        "family-workers",
+        "family-persistent",
+        "cifar",
+        "cifar-workers",
+    ],  # fmt: skip
 )
 def test_resume_gives_the_losses_of_an_uninterrupted_run(tmp_path, make, extra):
     straight = fit(make(tmp_path, "name=straight", "trainer.max_steps=4", *extra))
@@ -120,6 +131,12 @@ def test_max_time_stops_with_a_checkpoint_of_the_last_step(tmp_path):
     stored = torch.load(result.last_checkpoint, map_location="cpu", weights_only=True)
     steps = len(losses(result.run_dir))
     assert 0 < steps < 50 * 16 and stored["global_step"] == steps
+    assert result.stopped_by == "the time limit (trainer.max_time)"
+    # The limit is per job: a resumed job gets the whole time again (a PBS follow-up job must not stop at once).
+    again = fit(tiny_cfg(tmp_path, "name=timed", "trainer.max_epochs=50", "trainer.max_time=00:00:00:03",
+                         "resume=auto"))  # fmt: skip
+    more = torch.load(again.last_checkpoint, map_location="cpu", weights_only=True)["global_step"] - steps
+    assert more > steps // 3, f"the first job made {steps} steps in 3 s, the resumed one {more}"
 
 
 @pytest.mark.filterwarnings("ignore:.*LeafSpec.*:FutureWarning")

@@ -121,6 +121,9 @@ class FamilyDataModule(FormulaDataModule):
             pin_memory=self.pin_memory,
             persistent_workers=self.persistent_workers,
             worker_init_fn=ignore_job_signals,
+            # Starting its iterator must not draw from the global torch RNG (dropout, mixup): a resumed run starts
+            # its validation iterators at other moments than an uninterrupted one.
+            generator=torch.Generator().manual_seed(self.seed),
         )
 
     def test_dataloader(self) -> DataLoader:

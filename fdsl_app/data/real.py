@@ -9,6 +9,7 @@ is the dataset's test/val split. Nothing is downloaded at run time: a missing da
 from __future__ import annotations
 
 import pickle
+import random
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
@@ -23,6 +24,7 @@ from torchvision.datasets import ImageFolder
 from fdsl_app.cluster import ignore_job_signals
 from fdsl_app.config import AugmentCfg
 from fdsl_app.data.augment import real_transforms
+from fdsl_app.data.keys import sample_keys
 from fdsl_app.data.synthetic import EpochSampler, trainer_replicas
 
 IMAGENET100_LIST = Path(__file__).with_name("imagenet100.txt")
@@ -126,8 +128,8 @@ class RealDataModule(L.LightningDataModule):
         # start mid-epoch, so a resumed run sees the batches an uninterrupted run would.
         sampler = None
         if train:
-            replicas = trainer_replicas(self.trainer)
-            sampler = EpochSampler(dataset, seed=self.seed, drop_last=True, encode_epoch=False, **replicas)
+            dataset = SampleSeeded(dataset, self.seed)
+            sampler = EpochSampler(dataset, seed=self.seed, drop_last=True, **trainer_replicas(self.trainer))
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
@@ -139,6 +141,37 @@ class RealDataModule(L.LightningDataModule):
             persistent_workers=self.persistent_workers,
             worker_init_fn=ignore_job_signals,
         )
+
+
+class SampleSeeded(Dataset[Any]):
+    """Training samples whose random augmentation is a pure function of (seed, epoch, index).
+
+    Takes the EpochSampler's ``epoch * len + i`` and runs item ``i``'s transform with Python's, numpy's and torch's
+    CPU generators seeded from the sample's key, restoring the caller's generators afterwards. So any number of
+    workers or ranks, and a run resumed mid-epoch, draw the same crop, flip and RandAugment for the same sample, and
+    no two ranks share an augmentation stream.
+    """
+
+    def __init__(self, dataset: Dataset[Any], seed: int) -> None:
+        self.dataset = dataset
+        self.seed = int(seed)
+        self.length = len(dataset)  # type: ignore[arg-type]
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> Any:
+        epoch, i = divmod(int(index), self.length)
+        key = int(sample_keys(self.seed, epoch, np.array([i], dtype=np.uint64))[0])
+        python_state, numpy_state = random.getstate(), np.random.get_state()
+        with torch.random.fork_rng(devices=[]):  # CPU only: CUDA generators are left alone
+            random.seed(key)
+            np.random.seed(key & 0xFFFFFFFF)
+            torch.default_generator.manual_seed(key >> 1)
+            item = self.dataset[i]
+        random.setstate(python_state)
+        np.random.set_state(numpy_state)
+        return item
 
 
 class ArrayImageDataset(Dataset[tuple[torch.Tensor, int]]):

@@ -31,3 +31,8 @@ preflight() {
     STATUS=$("${FDSL[@]}" fit "${ARGS[@]}" --check) || fail "the run cannot start: see the message above"
     echo "$STATUS"
 }
+
+# step_of STATUS: the step in a --check status line ("... at step N)"), 0 for a new run.
+step_of() {
+    if [[ $1 =~ at\ step\ ([0-9]+) ]]; then echo "${BASH_REMATCH[1]}"; else echo 0; fi
+}

@@ -9,10 +9,12 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
     || fail "not inside a PBS job: submit the template with qsub (qsub -P <group> slurm/pretrain.pbs), not bash"
 cd "${PBS_O_WORKDIR:-.}"
 if [ -f /etc/profile.d/modules.sh ] && [ -n "${MODULES:-}" ]; then
+    set +u  # Environment Modules reads variables that may be unset
     # shellcheck disable=SC1091
     source /etc/profile.d/modules.sh
     # shellcheck disable=SC2086
     module load $MODULES || fail "module load $MODULES failed: set MODULES to modules this system has"
+    set -u
 fi
 activate_env
 
@@ -26,8 +28,12 @@ procs=$(wc -l < "$PBS_NODEFILE")
 per_node=$((procs / nodes))
 [ $((per_node * nodes)) -eq "$procs" ] || fail "$PBS_NODEFILE lists $procs slots over $nodes nodes: give every node the same mpiprocs"
 
-# The run's time limit: the job's walltime (qstat, or WALLTIME=HH:MM:SS) less MARGIN (seconds to save and exit).
-walltime=${WALLTIME:-$(qstat -f "$PBS_JOBID" 2>/dev/null | awk -F' = ' '/Resource_List.walltime/ {print $2}')}
+# This job's own request, for its follow-up: project, queue, nodes, walltime (qstat -f; WALLTIME=HH:MM:SS without).
+job_attr() { { qstat -f "$PBS_JOBID" 2>/dev/null || true; } | awk -F' = ' -v key="$1" '$1 ~ "^ *"key"$" {print $2}'; }
+walltime=${WALLTIME:-$(job_attr Resource_List.walltime)}
+project=${PROJECT:-$(job_attr project)}
+select=$(job_attr Resource_List.select)
+# The run's time limit: the walltime less MARGIN seconds (start-up, the last steps, the checkpoint, exit).
 [[ $walltime =~ ^([0-9]+):([0-9]{2}):([0-9]{2})$ ]] || fail "cannot read the walltime (got '$walltime'): set WALLTIME=HH:MM:SS"
 limit=$(( 10#${BASH_REMATCH[1]} * 3600 + 10#${BASH_REMATCH[2]} * 60 + 10#${BASH_REMATCH[3]} - ${MARGIN:-600} ))
 [ "$limit" -gt 0 ] || fail "walltime $walltime leaves no time after the ${MARGIN:-600} s margin: raise it or lower MARGIN"
@@ -39,18 +45,31 @@ link=${FDSL_CHAIN_LINK:-0}
 echo "job $PBS_JOBID (link $link): $nodes node(s) x $per_node process(es), stopping after $max_time"
 case $STATUS in *": finished at step"*) echo "the run is finished: nothing to do"; exit 0 ;; esac
 
-# The follow-up job, queued now so that it runs even if this one is killed at the walltime.
+# The follow-up job, queued now so that it runs even if this one is killed at the walltime: the same script, project,
+# queue, nodes and walltime, and the variables that shaped this job. (Values must not contain single quotes.)
 next=
 if [ "${CHAIN:-1}" = 1 ] && [ "$link" -lt "${CHAIN_MAX:-30}" ]; then
-    next=$(qsub -W depend=afterany:"$PBS_JOBID" \
-        -v "RECIPE='$RECIPE',OVERRIDES='${OVERRIDES:-}',FDSL_CHAIN_LINK=$((link + 1))" "$SELF") \
-        || fail "could not queue the follow-up job (qsub ... $SELF)"
+    vars="FDSL_CHAIN_LINK=$((link + 1))"
+    for name in RECIPE OVERRIDES VENV MODULES FDSL_APP FDSL_APP_HOME WALLTIME MARGIN CHAIN CHAIN_MAX MPIRUN_ARGS \
+        PROJECT WANDB_MODE WANDB_PROJECT; do
+        [ -z "${!name:-}" ] || vars+=",$name='${!name}'"
+    done
+    options=(-W "depend=afterany:$PBS_JOBID" -v "$vars" -l "walltime=$walltime")
+    [ -z "$project" ] || options+=(-P "$project")
+    [ -z "${PBS_QUEUE:-}" ] || options+=(-q "$PBS_QUEUE")
+    [ -z "$select" ] || options+=(-l "select=$select")
+    script=$SELF
+    [[ $script = /* ]] || script=${FDSL_APP_HOME:-$PWD}/$script
+    next=$(qsub "${options[@]}" "$script") || fail "could not queue the follow-up job (qsub ${options[*]} $script)"
     echo "follow-up job: $next (starts after this one ends)"
+elif [ "${CHAIN:-1}" = 1 ]; then
+    echo "chain limit CHAIN_MAX=${CHAIN_MAX:-30} reached: no follow-up job"
 fi
+step_before=$(step_of "$STATUS")
 
 MASTER_ADDR=$(head -n 1 "$PBS_NODEFILE")
 jobnum=${PBS_JOBID%%[!0-9]*}
-MASTER_PORT=${MASTER_PORT:-$((20000 + ${jobnum:-0} % 20000))}
+MASTER_PORT=${MASTER_PORT:-$((10000 + ${jobnum:-0} % 10000))}  # below the ephemeral ports (32768-)
 export MASTER_ADDR MASTER_PORT PYTHONUNBUFFERED=1 PYTHONFAULTHANDLER=1
 exports=()
 for name in MASTER_ADDR MASTER_PORT PATH LD_LIBRARY_PATH PYTHONPATH VIRTUAL_ENV PYTHONUNBUFFERED PYTHONFAULTHANDLER \
@@ -64,10 +83,13 @@ mpirun -np "$procs" -npernode "$per_node" -hostfile "$PBS_NODEFILE" -bind-to non
 
 STATUS=$("${FDSL[@]}" fit "${ARGS[@]}" --check 2>/dev/null) || STATUS=
 echo "${STATUS:-run status unknown}"
-if [ "$rc" -eq 0 ] && [[ $STATUS != *": finished at step"* ]]; then
-    echo "stopped before the walltime with a checkpoint: ${next:-no follow-up queued (CHAIN=0): resubmit} resumes it"
+step_after=$(step_of "$STATUS")
+if [ "$rc" -eq 0 ] && [[ $STATUS == *"(state stopped at step"* ]] && [ "$step_after" -gt "$step_before" ]; then
+    echo "stopped before the walltime at step $step_after with a checkpoint: ${next:-resubmitting this script} resumes it"
     exit 0
 fi
 [ -z "$next" ] || qdel "$next" || echo "could not withdraw the follow-up job $next: qdel it" >&2
 [ "$rc" -eq 0 ] || fail "training failed (exit $rc); the follow-up job was withdrawn: fix the cause and resubmit"
+[[ $STATUS == *": finished at step"* ]] \
+    || fail "the run made no progress in this job (step $step_before -> $step_after); the follow-up job was withdrawn"
 echo "the run is finished"
