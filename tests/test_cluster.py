@@ -338,11 +338,11 @@ def slurm_up() -> bool:
         return False
 
 
-def sbatch(tmp_path: Path, name: str, overrides: str) -> str:
-    """Submit slurm/pretrain.sbatch with CPU overrides (2 tasks, no GPUs); returns the job id."""
+def sbatch(tmp_path: Path, name: str, overrides: str, template: str = "pretrain.sbatch", recipe: str = "") -> str:
+    """Submit a template of slurm/ with CPU overrides (2 tasks, no GPUs); returns the job id."""
     args = ["sbatch", "--parsable", "--gpus-per-node=0", "--ntasks-per-node=2", "--cpus-per-task=1",
-            f"--output={tmp_path}/{name}-%j.out", "slurm/pretrain.sbatch"]  # fmt: skip
-    env = job_env(RECIPE=str(TINY), OVERRIDES=f"root={tmp_path} name={name} {overrides}")
+            f"--output={tmp_path}/{name}-%j.out", f"slurm/{template}"]  # fmt: skip
+    env = job_env(RECIPE=recipe or str(TINY), OVERRIDES=f"root={tmp_path} name={name} {overrides}")
     done = subprocess.run(args, env=env, capture_output=True, text=True, cwd=REPO, timeout=60)
     assert done.returncode == 0, done.stderr
     return done.stdout.strip().split(";")[0]
@@ -440,3 +440,19 @@ def test_sigterm_stops_at_a_step_with_a_checkpoint_that_resumes(tmp_path, ranks:
     assert "Restored all states from the checkpoint" in resumed.stdout + resumed.stderr
     assert state(run) == state(run) | {"state": "finished", "step": 240}
     assert_each_sample_once(run, epochs=40, ranks=ranks)
+
+
+@pytest.mark.usefixtures("slurm")
+def test_finetune_sbatch_template_trains_two_ranks_on_cifar_with_workers(tmp_path) -> None:
+    from datasets import write_cifar10
+
+    write_cifar10(tmp_path / "cifar", per_batch=16)  # 80 training images: 5 batches of 8 per rank
+    overrides = f"data.root={tmp_path / 'cifar'} model.init_from=null data.batch_size=16 log.sample_ledger=true"
+    job = sbatch(tmp_path, "ft", overrides, template="finetune.sbatch", recipe="finetune_cifar10_quickstart")
+    info = wait_until_done(job)
+    out = job_log(tmp_path, "ft", job)
+    assert info["JobState"] == "COMPLETED" and info["ExitCode"] == "0:0", out[-3000:]
+    assert "cluster: slurm, rank 1/2" in out and "val/top1:" in out
+    seen = ledger(tmp_path / "ft")  # one epoch of the 80 images, 40 each, disjoint (data.num_workers=1 in the recipe)
+    indices = sorted(i for rows in seen.values() for _, i in rows)
+    assert sorted(seen) == [0, 1] and indices == list(range(80))
