@@ -83,7 +83,9 @@ def run_fit(args: argparse.Namespace) -> int:
     from fdsl_app.train import fit  # torch, timm and Lightning load only for training
 
     result = fit(cfg)
-    status = 128 + 15 if result.terminated else 0  # a SIGTERM'd run exits as one
+    # A SIGTERM'd run exits as one, from rank 0 only: a launcher that sees one rank fail kills the others, and rank 0
+    # may still be writing the run directory.
+    status = 128 + 15 if result.terminated and _rank_zero() else 0
     if not _rank_zero():  # one summary per run
         return status
     say(f"run directory: {result.run_dir}")

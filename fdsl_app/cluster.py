@@ -24,6 +24,7 @@ import time
 from typing import Any
 
 import lightning as L
+import torch
 from lightning.fabric.plugins.environments import (
     ClusterEnvironment,
     SLURMEnvironment,
@@ -208,10 +209,15 @@ def wait_for_main(address: str, port: int, timeout: float, rank: int) -> None:
 
 
 def ignore_job_signals(worker_id: int) -> None:
-    """DataLoader ``worker_init_fn``: workers ignore the requeue signal, which Slurm sends to every process of a job
-    step and which would otherwise kill them (its default action); the main process handles it (:class:`Preemption`).
-    SIGTERM keeps its default: the DataLoader stops stuck workers with it."""
+    """DataLoader ``worker_init_fn``: workers ignore the requeue signal and SIGTERM, which schedulers send to every
+    process of a job step (Slurm's --signal, scancel, preemption; PBS qdel). A worker killed by them would fail the
+    main process before it reaches the step boundary where :class:`Preemption` checkpoints. Workers still end with
+    the main process (the DataLoader's shutdown, or their watchdog when it is gone)."""
     signal.signal(REQUEUE_SIGNAL, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+_STOP_REASONS = {1: "the time limit (trainer.max_time)", 2: "the requeue signal", 3: "SIGTERM"}
 
 
 class Preemption(L.Callback):
@@ -233,6 +239,7 @@ class Preemption(L.Callback):
         self.deadline = time.monotonic() + parse_duration(max_time) if max_time is not None else None
         self.signalled: int | None = None
         self.reason: str | None = None
+        self.cause = 0  # see on_train_batch_end
         self.stopped_at: int | None = None
         self._previous: dict[int, Any] = {}
         self._seen_step = -1
@@ -250,42 +257,59 @@ class Preemption(L.Callback):
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._install(signal.SIGTERM)  # after Lightning registered its handler at the start of the fit
+        if trainer.received_sigterm:  # one that came earlier (sanity check, loader start-up) stops at the first step
+            self.signalled = signal.SIGTERM
+            trainer._signal_connector.received_sigterm = False
         self._seen_step = trainer.global_step  # a resumed run's first micro-batch is no step boundary
 
     def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        self._restore()
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        self._restore()  # Lightning calls no teardown hooks after an exception
+
+    def _restore(self) -> None:
+        # Only where the handler is still ours: Lightning may have put back the original SIGTERM handler already.
         for signum, previous in self._previous.items():
-            signal.signal(signum, previous)
+            if signal.getsignal(signum) == self._handle:
+                signal.signal(signum, previous)
         self._previous = {}
 
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
         step = trainer.global_step
-        if step == self._seen_step or self.stopped_at is not None:  # mid-accumulation: no step boundary yet
-            return
+        if step == self._seen_step or self.stopped_at is not None or step >= trainer.max_steps:
+            return  # mid-accumulation (no step boundary yet), already stopping, or the run's last step anyway
         self._seen_step = step
-        local = self.signalled is not None or (self.deadline is not None and time.monotonic() >= self.deadline)
+        # What asks to stop, as a code reduced (max) over ranks, so that every rank stops at this step for the same
+        # reason: 0 nothing, 1 the time limit, 2 the requeue signal, 3 SIGTERM.
+        code = {REQUEUE_SIGNAL: 2, signal.SIGTERM: 3}.get(self.signalled, 0)  # type: ignore[arg-type]
+        if not code and self.deadline is not None and time.monotonic() >= self.deadline:
+            code = 1
         if trainer.world_size > 1:
-            local = trainer.strategy.reduce_boolean_decision(local, all=False)
-        if not local:
+            flag = torch.tensor([code], device=trainer.strategy.root_device)
+            code = int(trainer.strategy.reduce(flag, reduce_op="max").item())
+        if not code:
             return
-        self.stopped_at = step
-        self.reason = {REQUEUE_SIGNAL: "the requeue signal", signal.SIGTERM: "SIGTERM"}.get(
-            self.signalled, "the time limit (trainer.max_time)" if self.signalled is None else "another rank's signal"
-        )
+        self.stopped_at, self.cause = step, code
+        self.reason = _STOP_REASONS[code]
         trainer.should_stop = True
-        trainer.limit_val_batches = 0  # no validation pass on the way out: the time is short
+        if batch_idx + 1 < trainer.num_training_batches:
+            # No validation pass on the way out mid-epoch (the time is short). At an epoch's end it runs: a resume
+            # from this checkpoint would skip that epoch's validation.
+            trainer.limit_val_batches = 0
         if trainer.is_global_zero:
             log.info("stopping at step %d with a checkpoint: %s", step, self.reason)
 
     @property
     def requeue_requested(self) -> bool:
-        return self.stopped_at is not None and self.signalled == REQUEUE_SIGNAL
+        return self.cause == 2
 
     @property
     def terminated(self) -> bool:
         """Stopped on SIGTERM: the process should end as a SIGTERM'd one (exit status 143)."""
-        return self.stopped_at is not None and self.signalled == signal.SIGTERM
+        return self.cause == 3
 
     def requeue(self) -> None:
         """Put this Slurm job back in the queue (rank 0 only; a no-op outside Slurm)."""

@@ -136,7 +136,8 @@ def run_status(cfg: RunCfg) -> str:
     same_length = limits == {"max_steps": cfg.trainer.max_steps, "max_epochs": cfg.trainer.max_epochs}
     if state.get("state") == "finished" and cfg.resume == "auto" and same_length:
         return f"run {run_dir}: finished at step {state.get('step')}"
-    at = f" (state {state.get('state')} at step {state.get('step')})" if state else ""
+    by = f" by {state['reason']}" if state.get("reason") else ""
+    at = f" (state {state.get('state')} at step {state.get('step')}{by})" if state else ""
     return f"run {run_dir}: resumes from {resume_from}{at}"
 
 
@@ -146,12 +147,17 @@ def _write_atomic(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
-def _write_state(run_dir: Path, state: str, step: int, max_steps: int, error: str | None = None) -> None:
-    """``state.json``: whether the run finished, stopped early (resume=auto continues it) or failed."""
+def _write_state(
+    run_dir: Path, state: str, step: int, max_steps: int, error: str | None = None, reason: str | None = None
+) -> None:
+    """``state.json``: whether the run finished, stopped early (resume=auto continues it; `reason`: what stopped
+    it, if not stop_at_step) or failed (`error`)."""
     if _rank_zero():
         record = {"state": state, "step": step, "max_steps": max_steps, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         if error is not None:
             record["error"] = error
+        if reason is not None:
+            record["reason"] = reason
         _write_atomic(run_dir / "state.json", json.dumps(record, indent=2))
 
 
@@ -176,10 +182,12 @@ def _merge_metrics(path: Path, earlier: list[dict[str, str]]) -> None:
     first = min((int(r["step"]) for r in new if r.get("step")), default=None)
     kept = [r for r in earlier if first is None or not r.get("step") or int(r["step"]) < first]
     fields = list(dict.fromkeys(k for row in (*kept, *new) for k in row))
-    with open(path, "w", newline="") as f:
+    tmp = path.with_name(path.name + ".tmp")  # replaced atomically: a job killed now keeps the old file
+    with open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()
         writer.writerows([*kept, *new])
+    tmp.replace(path)
 
 
 def environment() -> dict[str, Any]:
@@ -325,6 +333,10 @@ def fit(cfg: RunCfg) -> FitResult:
     except BaseException as err:
         _write_state(run_dir, "failed", trainer.global_step, module.max_steps, f"{type(err).__name__}: {err}")
         raise
+    else:
+        finished = trainer.global_step >= module.max_steps
+        _write_state(run_dir, "finished" if finished else "stopped", trainer.global_step, module.max_steps,
+                     reason=None if finished else preemption.reason or "trainer.stop_at_step")  # fmt: skip
     finally:
         if _rank_zero():
             _merge_metrics(run_dir / "metrics.csv", earlier_metrics)
@@ -332,8 +344,6 @@ def fit(cfg: RunCfg) -> FitResult:
             import wandb
 
             wandb.finish()  # close this run's files; a resumed fit reopens the same run id
-    finished = trainer.global_step >= module.max_steps
-    _write_state(run_dir, "finished" if finished else "stopped", trainer.global_step, module.max_steps)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if torch.is_tensor(v) and v.numel() == 1}
     last_path = last.path if last.path.is_file() else None
     best_path = Path(best.best_model_path) if best.best_model_path else None

@@ -262,32 +262,50 @@ def test_pbs_template_trains_two_ranks_under_mpirun_and_chains_a_follow_up(tmp_p
     need(shutil.which("mpirun") is not None, "Open MPI's mpirun (Debian: openmpi-bin)")
     env = fake_pbs(tmp_path, "4242.pbs1")
     run = tmp_path / "cluster-tiny"
-    first = run_pbs(env, f"root={tmp_path} trainer.stop_at_step=4")  # the walltime stop of a long run, early
+    overrides = f"root={tmp_path} trainer.max_epochs=100"  # 600 steps: more than the first job's few seconds
+    # A walltime of 10 s less a 4 s margin: the run stops itself after 6 s of fit, as it does 10 minutes before a
+    # real walltime.
+    first = run_pbs(env, overrides, WALLTIME="00:00:10", MARGIN="4")
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     host = socket.gethostname()
     for rank in (0, 1):  # ranks, world, local rank and main address as OpenMPIEnvironment read them
         assert f"cluster: openmpi, rank {rank}/2, local rank {rank}, node 0/1, main {host}:14242" in first.stdout
-    assert "stopping after 00:00:50:00" in first.stdout  # walltime 1 h less the 10 min margin
-    assert state(run)["state"] == "stopped" and state(run)["step"] == 4
+    assert "stopping after 00:00:00:06" in first.stdout
+    stopped = state(run)
+    assert stopped["state"] == "stopped" and stopped["reason"] == "the time limit (trainer.max_time)", stopped
+    assert 1 <= stopped["step"] < 600
     calls = (tmp_path / "calls").read_text().splitlines()
     # The follow-up: after this job, the same script by absolute path, project and walltime, and the job's variables.
     assert len(calls) == 1 and calls[0].startswith("qsub -W depend=afterany:4242.pbs1 -v FDSL_CHAIN_LINK=1,")
-    assert f"RECIPE='{TINY}'" in calls[0] and f"OVERRIDES='root={tmp_path} trainer.stop_at_step=4'" in calls[0]
-    assert "-l walltime=01:00:00 -P gxx00 " in calls[0] and calls[0].endswith(f"{REPO}/slurm/pretrain.pbs")
+    assert f"RECIPE='{TINY}'" in calls[0] and f"OVERRIDES='{overrides}'" in calls[0] and "MARGIN='4'" in calls[0]
+    assert "-l walltime=00:00:10 -P gxx00 " in calls[0] and calls[0].endswith(f"{REPO}/slurm/pretrain.pbs")
+    assert "resumes it" in first.stdout
 
-    # The follow-up job: resumes, finishes, and withdraws the follow-up it queued itself.
-    second = run_pbs(env | {"PBS_JOBID": "9001.pbs1"}, f"root={tmp_path}", FDSL_CHAIN_LINK="1")
+    # The follow-up job (a longer walltime here): resumes, finishes, and withdraws the follow-up it queued itself.
+    second = run_pbs(env | {"PBS_JOBID": "9001.pbs1"}, overrides, FDSL_CHAIN_LINK="1")
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
-    assert "(state stopped at step 4)" in second.stdout and "the run is finished" in second.stdout
-    assert state(run) == state(run) | {"state": "finished", "step": 12}
+    assert f"(state stopped at step {stopped['step']} by the time limit" in second.stdout
+    assert "the run is finished" in second.stdout
+    assert state(run) == state(run) | {"state": "finished", "step": 600}
     calls = (tmp_path / "calls").read_text().splitlines()
     assert calls[1].startswith("qsub -W depend=afterany:9001.pbs1") and calls[2] == "qdel 9001.pbs1"
-    assert_each_sample_once(run, epochs=2)  # across the two jobs
+    assert_each_sample_once(run, epochs=100)  # across the two jobs
 
     # A third link finds the run finished and does nothing (no more follow-ups).
-    third = run_pbs(env | {"PBS_JOBID": "9002.pbs1"}, f"root={tmp_path}", FDSL_CHAIN_LINK="2")
+    third = run_pbs(env | {"PBS_JOBID": "9002.pbs1"}, overrides, FDSL_CHAIN_LINK="2")
     assert third.returncode == 0 and "nothing to do" in third.stdout
     assert len((tmp_path / "calls").read_text().splitlines()) == 3
+
+
+def test_pbs_chain_ends_when_a_job_stops_for_another_reason(tmp_path) -> None:
+    """A stop that is not the time limit (here trainer.stop_at_step) withdraws the follow-up: no chain of jobs that
+    each stop again at once."""
+    need(shutil.which("mpirun") is not None, "Open MPI's mpirun (Debian: openmpi-bin)")
+    done = run_pbs(fake_pbs(tmp_path, "4242.pbs1"), f"root={tmp_path} trainer.stop_at_step=4")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "the run stopped at step 4 (state stopped at step 4 by trainer.stop_at_step)" in done.stdout
+    calls = (tmp_path / "calls").read_text().splitlines()
+    assert len(calls) == 2 and calls[1] == "qdel 9001.pbs1"
 
 
 @pytest.mark.parametrize(

@@ -187,7 +187,6 @@ class ClassifierModule(L.LightningModule):
         )
         self.val_criterion = nn.CrossEntropyLoss()
         self.ema = self._make_ema(net, optim.ema_decay)
-        self._ema_step = -1
         self._warned_odd_batch = False
         self._init_metrics(num_classes)
         self._log_lrs(optim, global_batch_size)
@@ -299,14 +298,12 @@ class ClassifierModule(L.LightningModule):
                 "optim.warmup_epochs"
             )
 
-    def on_train_start(self) -> None:
-        self._ema_step = self.global_step  # restored on resume: that step's update is already in the EMA
-
-    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        # Once per optimizer step (global_step counts steps, not batches, under gradient accumulation).
-        if self.ema is not None and self.global_step != self._ema_step:
+    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+        super().optimizer_step(*args, **kwargs)
+        # Right after each optimiser step, before any callback can checkpoint it: a checkpoint then always holds the
+        # EMA of its own step, and a resumed run's EMA equals an uninterrupted run's.
+        if self.ema is not None:
             self.ema.update(self.net, step=self.global_step)
-            self._ema_step = self.global_step
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         cfg = self.optim_cfg

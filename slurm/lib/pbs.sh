@@ -29,10 +29,17 @@ per_node=$((procs / nodes))
 [ $((per_node * nodes)) -eq "$procs" ] || fail "$PBS_NODEFILE lists $procs slots over $nodes nodes: give every node the same mpiprocs"
 
 # This job's own request, for its follow-up: project, queue, nodes, walltime (qstat -f; WALLTIME=HH:MM:SS without).
-job_attr() { { qstat -f "$PBS_JOBID" 2>/dev/null || true; } | awk -F' = ' -v key="$1" '$1 ~ "^ *"key"$" {print $2}'; }
+job_attr() {  # qstat -f wraps long values onto tab-indented continuation lines
+    { qstat -f "$PBS_JOBID" 2>/dev/null || true; } | awk -v key="$1" '
+        /^\t/ { if (name == key) { sub(/^\t/, ""); value = value $0 }; next }
+        / = / { name = substr($0, 1, index($0, " = ") - 1); gsub(/^ +| +$/, "", name)
+                if (name == key) value = substr($0, index($0, " = ") + 3) }
+        END { print value }'
+}
 walltime=${WALLTIME:-$(job_attr Resource_List.walltime)}
 project=${PROJECT:-$(job_attr project)}
 select=$(job_attr Resource_List.select)
+place=$(job_attr Resource_List.place)
 # The run's time limit: the walltime less MARGIN seconds (start-up, the last steps, the checkpoint, exit).
 [[ $walltime =~ ^([0-9]+):([0-9]{2}):([0-9]{2})$ ]] || fail "cannot read the walltime (got '$walltime'): set WALLTIME=HH:MM:SS"
 limit=$(( 10#${BASH_REMATCH[1]} * 3600 + 10#${BASH_REMATCH[2]} * 60 + 10#${BASH_REMATCH[3]} - ${MARGIN:-600} ))
@@ -58,6 +65,7 @@ if [ "${CHAIN:-1}" = 1 ] && [ "$link" -lt "${CHAIN_MAX:-30}" ]; then
     [ -z "$project" ] || options+=(-P "$project")
     [ -z "${PBS_QUEUE:-}" ] || options+=(-q "$PBS_QUEUE")
     [ -z "$select" ] || options+=(-l "select=$select")
+    [ -z "$place" ] || options+=(-l "place=$place")
     script=$SELF
     [[ $script = /* ]] || script=${FDSL_APP_HOME:-$PWD}/$script
     next=$(qsub "${options[@]}" "$script") || fail "could not queue the follow-up job (qsub ${options[*]} $script)"
@@ -84,12 +92,15 @@ mpirun -np "$procs" -npernode "$per_node" -hostfile "$PBS_NODEFILE" -bind-to non
 STATUS=$("${FDSL[@]}" fit "${ARGS[@]}" --check 2>/dev/null) || STATUS=
 echo "${STATUS:-run status unknown}"
 step_after=$(step_of "$STATUS")
-if [ "$rc" -eq 0 ] && [[ $STATUS == *"(state stopped at step"* ]] && [ "$step_after" -gt "$step_before" ]; then
+# Only a stop at the time limit that made progress continues in the follow-up job.
+if [ "$rc" -eq 0 ] && [[ $STATUS == *"by the time limit"* ]] && [ "$step_after" -gt "$step_before" ]; then
     echo "stopped before the walltime at step $step_after with a checkpoint: ${next:-resubmitting this script} resumes it"
     exit 0
 fi
 [ -z "$next" ] || qdel "$next" || echo "could not withdraw the follow-up job $next: qdel it" >&2
 [ "$rc" -eq 0 ] || fail "training failed (exit $rc); the follow-up job was withdrawn: fix the cause and resubmit"
-[[ $STATUS == *": finished at step"* ]] \
-    || fail "the run made no progress in this job (step $step_before -> $step_after); the follow-up job was withdrawn"
+if [[ $STATUS != *": finished at step"* ]]; then
+    echo "the run stopped at step $step_after (${STATUS#*(}; no follow-up: resubmit to continue"
+    exit 0
+fi
 echo "the run is finished"
