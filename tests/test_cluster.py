@@ -474,3 +474,22 @@ def test_finetune_sbatch_template_trains_two_ranks_on_cifar_with_workers(tmp_pat
     seen = ledger(tmp_path / "ft")  # one epoch of the 80 images, 40 each, disjoint (data.num_workers=1 in the recipe)
     indices = sorted(i for rows in seen.values() for _, i in rows)
     assert sorted(seen) == [0, 1] and indices == list(range(80))
+
+
+def test_pbs_reads_its_own_request_from_qstat_with_wrapped_lines(tmp_path) -> None:
+    """PBS Pro's `qstat -f` wraps long values onto tab-indented lines; the follow-up job needs them whole."""
+    qstat = tmp_path / "qstat"
+    qstat.write_text(
+        "#!/bin/sh\nprintf 'Job Id: 1.pbs1\\n    project = gaa50000\\n"
+        "    Resource_List.select = 2:ncpus=192:mpiprocs=8:ngpus=8+1:ncpus=192:m\\n\\tpiprocs=8:ngpus=8\\n"
+        "    Resource_List.walltime = 24:00:00\\n    Resource_List.place = scatter:excl\\n'\n"
+    )
+    qstat.chmod(0o755)
+    script = (
+        f'eval "$(sed -n "/^job_attr()/,/^}}/p" {REPO / "slurm" / "lib" / "pbs.sh"})"\n'
+        "for key in project Resource_List.select Resource_List.walltime Resource_List.place; do job_attr $key; done"
+    )
+    env = job_env(PATH=f"{tmp_path}:{os.environ['PATH']}", PBS_JOBID="1.pbs1")
+    out = subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True, timeout=60).stdout
+    assert out.splitlines() == ["gaa50000", "2:ncpus=192:mpiprocs=8:ngpus=8+1:ncpus=192:mpiprocs=8:ngpus=8",
+                                "24:00:00", "scatter:excl"]  # fmt: skip

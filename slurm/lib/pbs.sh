@@ -2,7 +2,8 @@
 # MODULES. One `fdsl_app fit` process per GPU under Open MPI's mpirun (fdsl_app.cluster.OpenMPIEnvironment reads
 # OMPI_COMM_WORLD_*; MASTER_ADDR/PORT are passed here). PBS has no warning signal before the walltime, so the run
 # stops itself MARGIN before it (trainer.max_time) with a checkpoint, and a follow-up job queued at the start
-# (-W depend=afterany) resumes it; the follow-up is withdrawn when the run finishes or fails.
+# (-W depend=afterany) resumes it; the follow-up is withdrawn when the run finishes, fails, or stops for another
+# reason than the time limit.
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 [ -n "${PBS_JOBID:-}" ] && [ -n "${PBS_NODEFILE:-}" ] \
