@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fdsl_app.cli_families import say, setting_arg
+from fdsl_app.cli_families import int_arg, int_list_arg, say, setting_arg
 
 #: Loader key -> short name.
 LOADERS: dict[str, str] = {
@@ -238,25 +238,8 @@ def machine_info() -> dict[str, Any]:
 # --- command line -------------------------------------------------------------------------------------------------
 
 
-def _int_flag(low: int, high: int | None = None) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        try:
-            value = int(text.replace("_", ""))
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if value < low or (high is not None and value > high):
-            bound = f">= {low}" if high is None else f"in {low}..{high}"
-            raise argparse.ArgumentTypeError(f"must be {bound}, got {value}")
-        return value
-
-    return parse
-
-
-def _int_list(text: str) -> list[int]:
-    values = [_int_flag(0, 256)(part.strip()) for part in text.split(",") if part.strip()]
-    if not values:
-        raise argparse.ArgumentTypeError("expected a comma-separated list of worker counts, e.g. 0,4,8,16")
-    return sorted(set(values))
+def _workers(text: str) -> list[int]:
+    return sorted(set(int_list_arg(int_arg(0, 256), "0,4,8,16")(text)))
 
 
 def _loader_list(text: str) -> list[str]:
@@ -273,22 +256,22 @@ def configure_cli(parser: argparse.ArgumentParser) -> None:
     add("--loaders", type=_loader_list, default=list(d.loaders), metavar="a,b,...",
         help="(a) PNG ImageFolder, (b) WebDataset, (c) render + timm, (d) render + DeviceAugment, (e) FFCV, "
              "(f) DALI (default: all)")  # fmt: skip
-    add("--workers", type=_int_list, default=list(d.workers), metavar="N,...",
+    add("--workers", type=_workers, default=list(d.workers), metavar="N,...",
         help="DataLoader worker counts (default 0,1,2)")  # fmt: skip
-    add("--samples", type=_int_flag(2), default=d.samples, help=f"images per epoch (default {d.samples})")
-    add("--size", type=_int_flag(8, 4096), default=d.size, help=f"training resolution in px (default {d.size})")
-    add("--render-size", type=_int_flag(13, 4096), default=None, help="rendered/stored side in px (default: --size)")
-    add("--batch-size", type=_int_flag(1), default=d.batch_size, help=f"batch size (default {d.batch_size})")
+    add("--samples", type=int_arg(2), default=d.samples, help=f"images per epoch (default {d.samples})")
+    add("--size", type=int_arg(8, 4096), default=d.size, help=f"training resolution in px (default {d.size})")
+    add("--render-size", type=int_arg(13, 4096), default=None, help="rendered/stored side in px (default: --size)")
+    add("--batch-size", type=int_arg(1), default=d.batch_size, help=f"batch size (default {d.batch_size})")
     add("--family", default=d.family, help=f"formula family (default {d.family})")
-    add("--points", type=_int_flag(1), default=d.points, help=f"points per image (default {d.points:,})")
+    add("--points", type=int_arg(1), default=d.points, help=f"points per image (default {d.points:,})")
     add("--set", dest="family_settings", type=setting_arg, action="append", default=[], metavar="KEY=VALUE",
         help="other family settings, e.g. --set mode=fast")  # fmt: skip
-    add("--seed", type=_int_flag(0, 2**63), default=d.seed, help="parameter and sample seed (default 0)")
-    add("--repeats", type=_int_flag(1, 100), default=d.repeats, help="epochs per (loader, workers) (default 1)")
+    add("--seed", type=int_arg(0, 2**63), default=d.seed, help="parameter and sample seed (default 0)")
+    add("--repeats", type=int_arg(1, 100), default=d.repeats, help="epochs per (loader, workers) (default 1)")
     add("--data", type=Path, default=None, metavar="DIR",
         help="keep the exported dataset in DIR and reuse it on later runs (default: a temporary folder)")  # fmt: skip
-    add("--shard-size", type=_int_flag(1), default=None, help="samples per WebDataset shard (default: about 32 shards)")
-    add("--main-threads", type=_int_flag(1, 1024), default=None, metavar="N",
+    add("--shard-size", type=int_arg(1), default=None, help="samples per WebDataset shard (default: about 32 shards)")
+    add("--main-threads", type=int_arg(1, 1024), default=None, metavar="N",
         help="main-process torch threads (default: 1 for (a)-(c), the cores the workers leave for (d))")  # fmt: skip
     add("--device", choices=("auto", "cpu", "cuda"), default=d.device,
         help="where batches go and (d) augments: auto = cuda when available, else cpu (default auto)")  # fmt: skip

@@ -36,30 +36,6 @@ class Command(NamedTuple):
 # --- flag types: argparse turns their ValueError/ArgumentTypeError into "argument --flag: <message>" ----------
 
 
-def _bounded_int(low: int, high: int | None, hint: str = "") -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        try:
-            value = int(text.replace("_", ""))
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if value < low or (high is not None and value > high):
-            bound = f"between {low:,} and {high:,}" if high is not None else f">= {low:,}"
-            raise argparse.ArgumentTypeError(f"must be {bound}{hint}, got {value:,}")
-        return value
-
-    return parse
-
-
-def _int_list(item: Callable[[str], int]) -> Callable[[str], list[int]]:
-    def parse(text: str) -> list[int]:
-        values = [item(part.strip()) for part in text.split(",") if part.strip()]
-        if not values:
-            raise argparse.ArgumentTypeError("expected a comma-separated list, e.g. 224,362,512")
-        return values
-
-    return parse
-
-
 def _choice_list(choices: tuple[str, ...]) -> Callable[[str], list[str]]:
     def parse(text: str) -> list[str]:
         values = [part.strip() for part in text.split(",") if part.strip()]
@@ -71,9 +47,11 @@ def _choice_list(choices: tuple[str, ...]) -> Callable[[str], list[str]]:
     return parse
 
 
-_size = _bounded_int(2 * 6 + 1, MAX_SIZE, " (more than twice the 6 px pad)")
-_points = _bounded_int(1, MAX_POINTS)
-_threads = _bounded_int(1, None)
+_size = cli_families.int_arg(2 * 6 + 1, MAX_SIZE, " (more than twice the 6 px pad)")
+_points = cli_families.int_arg(1, MAX_POINTS)
+_threads = cli_families.int_arg(1)
+_sizes = cli_families.int_list_arg(_size, "224,362,512")
+_point_counts = cli_families.int_list_arg(_points, "100000,200000")
 
 
 def _add_threads(parser: argparse.ArgumentParser) -> None:
@@ -87,11 +65,11 @@ def _add_threads(parser: argparse.ArgumentParser) -> None:
 def _configure_render(parser: argparse.ArgumentParser) -> None:
     cli_families.add_family_arguments(parser, family_required=False)
     parser.add_argument("-o", "--output", required=True, type=Path, help="PNG file to write")
-    parser.add_argument("--classes", type=_bounded_int(1, MAX_COLUMNS), default=4,
+    parser.add_argument("--classes", type=cli_families.int_arg(1, MAX_COLUMNS), default=4,
                         help="with a family: classes shown, one per row (default 4)")  # fmt: skip
-    parser.add_argument("--per-class", type=_bounded_int(1, MAX_COLUMNS), default=6,
+    parser.add_argument("--per-class", type=cli_families.int_arg(1, MAX_COLUMNS), default=6,
                         help="with a family: samples per class, one per column (default 6)")  # fmt: skip
-    parser.add_argument("--columns", type=_bounded_int(1, MAX_COLUMNS), default=6,
+    parser.add_argument("--columns", type=cli_families.int_arg(1, MAX_COLUMNS), default=6,
                         help="without a family: distinct random systems, one per column (default 6)")  # fmt: skip
     parser.add_argument("--size", type=_size, default=None,
                         help="tile size in px (default: 128, or the family's image_size)")  # fmt: skip
@@ -126,9 +104,9 @@ def _run_render(args: argparse.Namespace) -> int:
 
 
 def _configure_bench_render(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--sizes", type=_int_list(_size), default=list(bench.SIZES), metavar="PX,...",
+    parser.add_argument("--sizes", type=_sizes, default=list(bench.SIZES), metavar="PX,...",
                         help="image sizes (default 224,362,512)")  # fmt: skip
-    parser.add_argument("--points", type=_int_list(_points), default=list(bench.POINTS), metavar="N,...",
+    parser.add_argument("--points", type=_point_counts, default=list(bench.POINTS), metavar="N,...",
                         help="points per image (default 100000,200000)")  # fmt: skip
     parser.add_argument("--modes", type=_choice_list(bench.MODES), default=list(bench.MODES), metavar="MODE,...",
                         help=f"render modes (default {','.join(bench.MODES)})")  # fmt: skip

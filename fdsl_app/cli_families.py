@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,34 @@ def setting_arg(text: str) -> tuple[str, Any]:
         return key.strip(), yaml.safe_load(value)
     except yaml.YAMLError:
         raise argparse.ArgumentTypeError(f"cannot read the value of {key!r}: {value!r}") from None
+
+
+def int_arg(low: int, high: int | None = None, hint: str = "") -> Callable[[str], int]:
+    """An integer flag in ``low..high`` (no upper bound: None); `hint` follows the bound in the message."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text.replace("_", ""))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < low or (high is not None and value > high):
+            bound = f">= {low:,}" if high is None else f"in {low:,}..{high:,}"
+            raise argparse.ArgumentTypeError(f"must be {bound}{hint}, got {value:,}")
+        return value
+
+    return parse
+
+
+def int_list_arg(item: Callable[[str], int], example: str) -> Callable[[str], list[int]]:
+    """A comma-separated list of `item` values (at least one); `example` shows one in the message."""
+
+    def parse(text: str) -> list[int]:
+        values = [item(part.strip()) for part in text.split(",") if part.strip()]
+        if not values:
+            raise argparse.ArgumentTypeError(f"expected a comma-separated list, e.g. {example}")
+        return values
+
+    return parse
 
 
 def seed_arg(text: str) -> int:
