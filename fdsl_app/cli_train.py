@@ -52,9 +52,9 @@ def _load(args: argparse.Namespace):  # noqa: ANN202 - RunCfg
 
 
 def _rank_zero() -> bool:
-    from lightning.pytorch.utilities import rank_zero_only  # set by the Trainer for its world (fdsl_app.cluster)
+    from fdsl_app.cluster import is_rank_zero  # Lightning loads only for training
 
-    return rank_zero_only.rank == 0
+    return is_rank_zero()
 
 
 def _show_progress_messages() -> None:

@@ -143,6 +143,12 @@ def select_environment(choice: str = "auto") -> ClusterEnvironment | None:
     return None
 
 
+def is_rank_zero() -> bool:
+    """Whether this process is rank 0 of the run, the one that writes the run directory and prints summaries (every
+    rank runs fit; the rank is Lightning's, as the Trainer or :func:`adopt_rank` set it)."""
+    return rank_zero_only.rank == 0
+
+
 def adopt_rank(env: ClusterEnvironment | None) -> None:
     """Tell Lightning's rank-zero helpers this process's rank now: the run directory is written before the Trainer
     sets it, and Lightning's guess from RANK/SLURM_PROCID misses Open MPI's ranks."""
@@ -314,7 +320,7 @@ class Preemption(L.Callback):
     def requeue(self) -> None:
         """Put this Slurm job back in the queue (rank 0 only; a no-op outside Slurm)."""
         job = os.environ.get("SLURM_JOB_ID")
-        if not rank_zero_only.rank == 0 or not job:
+        if not is_rank_zero() or not job:
             return
         if os.environ.get("SLURM_ARRAY_JOB_ID"):
             job = f"{os.environ['SLURM_ARRAY_JOB_ID']}_{os.environ['SLURM_ARRAY_TASK_ID']}"

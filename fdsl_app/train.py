@@ -31,7 +31,6 @@ import lightning as L
 import torch
 import yaml
 from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.utilities import rank_zero_only
 
 from fdsl_app import cluster, render
 from fdsl_app.callbacks import DataPosition, LastCheckpoint, RngState, SampleGrid, SampleLedger, Throughput
@@ -85,7 +84,7 @@ def prepare_run_dir(cfg: RunCfg) -> tuple[Path, Path | None]:
         (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise ValueError(f"cannot create run directory {run_dir}: {err.strerror or err}") from None
-    if _rank_zero():
+    if cluster.is_rank_zero():
         _write_atomic(run_dir / "config.yaml", to_yaml(cfg))  # other ranks may be reading it
     return run_dir, resume_from
 
@@ -152,18 +151,13 @@ def _write_state(
 ) -> None:
     """``state.json``: whether the run finished, stopped early (resume=auto continues it; `reason`: what stopped
     it, if not stop_at_step) or failed (`error`)."""
-    if _rank_zero():
+    if cluster.is_rank_zero():
         record = {"state": state, "step": step, "max_steps": max_steps, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         if error is not None:
             record["error"] = error
         if reason is not None:
             record["reason"] = reason
         _write_atomic(run_dir / "state.json", json.dumps(record, indent=2))
-
-
-def _rank_zero() -> bool:
-    """Whether this process writes the run directory's files (with DDP every rank runs fit())."""
-    return rank_zero_only.rank == 0
 
 
 def _read_metrics(path: Path) -> list[dict[str, str]]:
@@ -228,7 +222,7 @@ def _logger(cfg: RunCfg, run_dir: Path) -> Any:
 
     # The run id is kept in the run directory, so that a resumed run continues the same W&B run.
     id_file = run_dir / "wandb_id"
-    if not id_file.is_file() and _rank_zero():  # other ranks log nothing to W&B
+    if not id_file.is_file() and cluster.is_rank_zero():  # other ranks log nothing to W&B
         id_file.write_text(wandb.sdk.lib.runid.generate_id())
     run_id = id_file.read_text().strip() if id_file.is_file() else None
     return WandbLogger(project=cfg.log.project, name=cfg.name, save_dir=str(run_dir), id=run_id,
@@ -288,7 +282,7 @@ def fit(cfg: RunCfg) -> FitResult:
     env = cluster.select_environment(cfg.trainer.cluster)  # first: it tells which rank writes the files
     cluster.adopt_rank(env)
     run_dir, resume_from = prepare_run_dir(cfg)
-    if _rank_zero():
+    if cluster.is_rank_zero():
         _write_atomic(run_dir / "env.json", json.dumps(environment(), indent=2))
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     logger = _logger(cfg, run_dir)
@@ -338,7 +332,7 @@ def fit(cfg: RunCfg) -> FitResult:
         _write_state(run_dir, "finished" if finished else "stopped", trainer.global_step, module.max_steps,
                      reason=None if finished else preemption.reason or "trainer.stop_at_step")  # fmt: skip
     finally:
-        if _rank_zero():
+        if cluster.is_rank_zero():
             _merge_metrics(run_dir / "metrics.csv", earlier_metrics)
         if cfg.log.backend == "wandb" and trainer.is_global_zero:
             import wandb
