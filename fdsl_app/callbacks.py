@@ -126,11 +126,15 @@ class DataPosition(L.Callback):
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not self._loaded and trainer.global_step > 0:  # a checkpoint from before this callback: Lightning's count
             self.batches = int(trainer.fit_loop.epoch_loop.batch_progress.total.processed)
+        sampler = train_sampler(trainer)
+        if sampler is None or not (self.batches or sampler.drawn is not None):
+            return  # a fresh run's first iterator starts at epoch 0, position 0 already; nothing to redo
         self._point(trainer)
         # Lightning made the epoch's first iterator before this hook, and with workers the loader has drawn indices
-        # already: start it again from the pinned position (with persistent workers, the same workers).
+        # already (before the resume position, and before SampleLedger started recording): start it again from the
+        # pinned position (with persistent workers, the same workers).
         fetcher = getattr(trainer.fit_loop, "_data_fetcher", None)
-        if fetcher is not None and train_sampler(trainer) is not None:
+        if fetcher is not None:
             iter(fetcher)
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, idx: int) -> None:
