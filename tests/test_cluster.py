@@ -137,6 +137,21 @@ def test_a_known_world_size_checks_the_batch_rule_at_load() -> None:
         load_config(TINY, ["trainer.devices=3", "trainer.num_nodes=2"])
 
 
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("trainer.cluster=pbs", "trainer.cluster must be one of 'auto', 'torchrun', 'slurm', 'openmpi', 'local'"),
+        ("trainer.connect_timeout=-1", "trainer.connect_timeout must be >= 0.0"),
+        ("trainer.max_time=1day", "trainer.max_time must be DD:HH:MM:SS, got '1day'"),
+        ("trainer.max_time=00:-1:00:00", "trainer.max_time must be DD:HH:MM:SS"),
+        ("log.sample_ledger=maybe", "config key 'log.sample_ledger'"),
+    ],
+)
+def test_cluster_config_keys_refuse_bad_values(override: str, message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        load_config(TINY, [override])
+
+
 # --- the Open MPI environment (PBS) -----------------------------------------------------------------------------------
 
 
@@ -314,8 +329,9 @@ def test_pbs_chain_ends_when_a_job_stops_for_another_reason(tmp_path) -> None:
         ("", {"RECIPE": "no_such_recipe"}, "no recipe 'no_such_recipe'"),
         ("data.batch_size=15", {}, "data.batch_size=15 is the GLOBAL batch and must split evenly over world size 2"),
         ("", {"WALLTIME": "00:05:00"}, "walltime 00:05:00 leaves no time after the 600 s margin"),
+        ("", {"WALLTIME": "1 day"}, "cannot read the walltime (got '1 day'): set WALLTIME=HH:MM:SS"),
     ],
-    ids=["missing-recipe", "batch-does-not-divide", "walltime-too-short"],
+    ids=["missing-recipe", "batch-does-not-divide", "walltime-too-short", "walltime-unreadable"],
 )
 def test_pbs_template_refuses_bad_input_before_starting_ranks(tmp_path, overrides, extra, message) -> None:
     env = fake_pbs(tmp_path, "4242.pbs1")
