@@ -24,6 +24,7 @@ from fdsl_app.data.augment import (
     _posterize_any_bits,
     _sample_erase_boxes,
     parse_rand_augment,
+    random_erase,
     real_transforms,
 )
 from fdsl_app.data.randaugment import (
@@ -389,6 +390,45 @@ def test_device_augment_with_rand_augment_is_seeded_and_keeps_gray_gray() -> Non
     assert torch.equal(out, augment(gray, seed=7)) and not torch.equal(out, augment(gray, seed=8))
     # Every op treats equal channels alike (luma of gray is gray; the fill is the equal-channel mean).
     assert torch.equal(out[:, 0], out[:, 1]) and torch.equal(out[:, 1], out[:, 2])
+
+
+@pytest.mark.parametrize("size", [24, 40])  # 24: crops and flips in formula space (identity geometry); 40: resized
+def test_gray_batches_take_the_one_channel_path_with_the_same_bytes(size: int) -> None:
+    """A gray batch stays one channel through crop and RandAugment (a third of the work): the output must equal
+    that of the same batch replicated to RGB, bit for bit, erasing noise included."""
+    cfg = _cfg(
+        rand_augment="rand-m9-mstd0.5-inc1-p1", re_prob=0.5, **({"scale": [1, 1], "hflip": 0} if size == 24 else {})
+    )
+    augment = DeviceAugment(cfg, 24)
+    gray = _images(48, 1, size, seed=3)
+    assert augment._gray_exact
+    assert torch.equal(augment(gray, seed=11), augment(gray.expand(-1, 3, -1, -1).contiguous(), seed=11))
+    # A fill that differs per channel (ImageNet's mean) colours the border of rotated gray images: RGB path.
+    colour = DeviceAugment(_cfg(rand_augment="rand-m9-mstd0.5-inc1-p1", mean=[0.485, 0.456, 0.406]), 24)
+    assert not colour._gray_exact
+    assert torch.equal(colour(gray, seed=11), colour(gray.expand(-1, 3, -1, -1).contiguous(), seed=11))
+
+
+def test_apply_rand_augment_refuses_a_colour_fill_for_gray_images() -> None:
+    params = sample_rand_augment_params(2, torch.Generator().manual_seed(0), parse_rand_augment("rand-m9"))
+    with pytest.raises(ValueError, match="gray ones with a gray fill"):
+        apply_rand_augment(torch.zeros(2, 1, 8, 8), params, True, [124.0, 116.0, 104.0])
+
+
+def test_random_erasing_noise_is_standard_normal_and_stays_in_its_boxes() -> None:
+    images = torch.full((256, 3, 32, 32), 7.0)
+    out = random_erase(images.clone(), 1.0, torch.Generator().manual_seed(4))
+    changed = out != 7.0
+    noise = out[changed].double()
+    assert noise.numel() > 50_000
+    assert abs(noise.mean().item()) < 0.02 and abs(noise.std().item() - 1) < 0.02
+    # Every erased region is one box per image, the same box in all three channels.
+    assert torch.equal(changed[:, 0], changed[:, 1]) and torch.equal(changed[:, 1], changed[:, 2])
+    for region in changed[:, 0]:
+        rows, cols = region.any(1).nonzero().flatten(), region.any(0).nonzero().flatten()
+        assert region.sum() == len(rows) * len(cols) == (rows[-1] - rows[0] + 1) * (cols[-1] - cols[0] + 1)
+    # Seeded: the same generator state gives the same boxes and noise.
+    assert torch.equal(out, random_erase(images.clone(), 1.0, torch.Generator().manual_seed(4)))
 
 
 def test_real_transforms_posterize_accepts_zero_bits() -> None:

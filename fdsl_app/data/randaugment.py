@@ -204,11 +204,16 @@ def apply_rand_augment(
     tables (every op whose output pixel depends on that pixel's value only, sample statistics aside: one ``gather``),
     Color and Sharpness. No step loops over the samples.
 
+    A gray batch (``C = 1``) gives exactly the first channel of the same gray batch replicated to RGB, at a third of
+    the cost, as long as the fill is gray too: every op treats equal channels alike (PIL's luma of a gray pixel is
+    that pixel, so Color is the identity, and Contrast's mean is the gray mean).
+
     Args:
-        images: float ``(B, 3, H, W)`` in ``0..255`` on any device (rounded to integers first, as PIL's uint8).
+        images: float ``(B, C, H, W)``, ``C`` 3 (RGB) or 1 (gray), in ``0..255`` on any device (rounded to integers
+            first, as PIL's uint8).
         params: the batch's draws (:func:`sample_rand_augment_params`), on the CPU.
         increasing: timm's ``inc`` flag (which level-to-argument mapping applies).
-        fill: per-channel fill of the geometric ops, 0..255.
+        fill: fill of the geometric ops per channel, 0..255: ``C`` values (or 3 equal ones for a gray batch).
         inplace: work in `images` itself (float32 and contiguous, else a copy is made): saves a batch-sized
             allocation, which costs as much as several ops on the CPU.
 
@@ -217,13 +222,20 @@ def apply_rand_augment(
     """
     device = images.device
     dtype = images.dtype
+    channels = images.shape[1]
+    fill = [float(v) for v in fill]
+    if channels == 1 and len(set(fill)) == 1:
+        fill = fill[:1]
+    if channels not in (1, 3) or len(fill) != channels:
+        raise ValueError(f"RandAugment takes RGB images, or gray ones with a gray fill; got {channels} channels and "
+                         f"the fill {fill}")  # fmt: skip
     if inplace and dtype == torch.float32 and images.is_contiguous():
         out = images
     else:  # float32 throughout: the exact integer arithmetic of the ops needs it
         out = images.to(torch.float32, memory_format=torch.contiguous_format, copy=True)
     out.clamp_(0, 255).round_()  # PIL's ops see uint8 values
     args = rand_augment_level_args(params, increasing)  # float64: geometry in PIL's precision
-    fill_t = torch.tensor([float(v) for v in fill], dtype=torch.float32, device=device).view(1, 3, 1, 1)
+    fill_t = torch.tensor(fill, dtype=torch.float32, device=device).view(1, channels, 1, 1)
     for layer in range(params.op.shape[1]):
         op, applied, arg = params.op[:, layer], params.applied[:, layer], args[:, layer]
         for members, transform in _GROUPS:
@@ -240,10 +252,10 @@ def _affine(images: Tensor, kinds: Tensor, args: Tensor, fill: Tensor) -> Tensor
     """PIL's affine ops (``Image.transform(AFFINE)``, ``Image.rotate``) with per-sample matrices: one grid_sample.
 
     Args:
-        images: float ``(B, 3, H, W)``.
+        images: float ``(B, C, H, W)``.
         kinds: int64 ``(B,)`` op index (CPU), each a geometric op.
         args: float64 ``(B,)`` the ops' arguments (CPU).
-        fill: ``(1, 3, 1, 1)`` fill outside the source image.
+        fill: ``(1, C, 1, 1)`` fill outside the source image.
     """
     height, width = images.shape[-2:]
     theta = _normalised_theta(_pixel_affine(kinds, args, height, width), height, width)
@@ -300,14 +312,15 @@ def _normalised_theta(matrix: Tensor, height: int, width: int) -> Tensor:
 
 
 def _lookup(images: Tensor, kinds: Tensor, args: Tensor, _: Tensor) -> Tensor:
-    """The per-channel ops as lookup tables ``(B, 3, 256)`` built per op kind, applied in one ``gather``.
+    """The per-channel ops as lookup tables ``(B, C, 256)`` built per op kind, applied in one ``gather``.
 
     The pointwise formulas run on the 256 levels instead of the pixels (same float32 arithmetic, same values);
     Contrast, AutoContrast and Equalize first take their statistics from their samples.
     """
     device = images.device
-    luts = torch.empty(images.shape[0], 3, 256, device=device)
-    levels = torch.arange(256, dtype=torch.float32, device=device).expand(1, 3, 1, 256)
+    batch, channels = images.shape[:2]
+    luts = torch.empty(batch, channels, 256, device=device)
+    levels = torch.arange(256, dtype=torch.float32, device=device).expand(1, channels, 1, 256)
     for kind in kinds.unique().tolist():  # a loop over ops, each on all its samples
         rows = torch.nonzero(kinds == kind).squeeze(1)
         index = rows.to(device)
@@ -317,8 +330,7 @@ def _lookup(images: Tensor, kinds: Tensor, args: Tensor, _: Tensor) -> Tensor:
             lut = _POINTWISE[name](levels, factor).squeeze(2)
         else:
             lut = _STATISTIC_LUTS[name](images[index], factor)
-        luts.index_copy_(0, index, lut.expand(len(rows), 3, 256))
-    batch, channels = images.shape[:2]
+        luts.index_copy_(0, index, lut.expand(len(rows), channels, 256))
     return luts.gather(2, images.reshape(batch, channels, -1).long()).view_as(images)
 
 
@@ -341,12 +353,17 @@ def _luma(images: Tensor) -> Tensor:
     """PIL's RGB to L conversion: ``(19595 R + 38470 G + 7471 B + 0x8000) >> 16``, ``(B, 1, H, W)``.
 
     Every partial sum is an integer below 2**24, so float32 computes it exactly in any order; 1 / 65536 is exact.
+    The weights sum to 65536, so a gray image (one channel) is its own luma.
     """
+    if images.shape[1] == 1:
+        return images
     weight = images.new_tensor([19595.0, 38470.0, 7471.0]).view(1, 3, 1, 1)
     return F.conv2d(images, weight).add_(32768).mul_(1 / 65536).floor_()
 
 
 def _color(images: Tensor, kinds: Tensor, args: Tensor, _: Tensor) -> Tensor:
+    if images.shape[1] == 1:  # gray is its own luma: the blend is the identity
+        return images
     return _blend(_luma(images), images, _factor(args, images.device))
 
 
@@ -370,7 +387,7 @@ def _contrast_lut(images: Tensor, factor: Tensor) -> Tensor:
     """PIL's Contrast blends with the rounded mean of the L image (a float64 sum keeps that mean exact)."""
     pixels = images.shape[-2] * images.shape[-1]
     mean = torch.floor(_luma(images).sum((1, 2, 3), keepdim=True, dtype=torch.float64) / pixels + 0.5).float()
-    levels = torch.arange(256, dtype=torch.float32, device=images.device).expand(1, 3, 1, 256)
+    levels = torch.arange(256, dtype=torch.float32, device=images.device).expand(1, images.shape[1], 1, 256)
     return _blend(mean, levels, factor).squeeze(2)
 
 
