@@ -1,10 +1,12 @@
-"""``fdsl_app bench loaders``: PNG and WebDataset loading against rendering on the fly, same images, same augmentation.
+"""``fdsl_app bench loaders``: PNG, WebDataset, FFCV and DALI loading against rendering on the fly, same images,
+same augmentation.
 
 It exports a small dataset of one family (or reuses ``--data DIR``), then times every loader at every worker count
-on the same samples, image size, batch size and DeiT augmentation (:mod:`fdsl_app.bench_pipelines` says what each
-loader does). Per (loader, workers): images/s per batch step after the first, images/s over the whole epoch
-(worker start included) and the time until the first batch. Output: a markdown table, a JSON file and a PNG chart
-(:mod:`fdsl_app.bench_report`). FFCV and DALI are detected; this benchmark has no pipeline for them yet and says so.
+on the same samples, image size, batch size and DeiT augmentation (:mod:`fdsl_app.bench_pipelines` and
+:mod:`fdsl_app.bench_peers` say what each loader does). Per (loader, workers): images/s per batch step after the
+first, images/s over the whole epoch (worker start included) and the time until the first batch. Output: a markdown
+table, a JSON file and a PNG chart (:mod:`fdsl_app.bench_report`). A loader whose package is not installed is
+reported as skipped, with the command that installs it.
 
 This module imports only the standard library and yaml at load time (the CLI builds its parser on every call); the
 loaders and torch are imported when the benchmark runs.
@@ -30,16 +32,19 @@ LOADERS: dict[str, str] = {
     "b": "WebDataset tar + timm",
     "c": "render + timm (per sample)",
     "d": "render batched + DeviceAugment",
-    "e": "FFCV .beton",
+    "e": "FFCV .beton raw",
+    "ej": "FFCV .beton JPEG",
     "f": "NVIDIA DALI",
 }
-MEASURED = ("a", "b", "c", "d")  # loaders with a pipeline here
+ENGINES = ("e", "ej", "f")  # loaders with threads and compiled pipelines of their own (bench_peers.py)
+_PEERS = "pip install 'fdsl_app[bench]'"
 INSTALL = {
-    "b": "pip install 'fdsl_app[bench]' or pip install webdataset",
-    "e": "pip install ffcv, which builds against libturbojpeg0-dev, libopencv-dev and pkg-config",
-    "f": "pip install nvidia-dali-cuda120, or the wheel matching your CUDA",
+    "b": f"{_PEERS} or pip install webdataset",
+    "e": f"{_PEERS}; FFCV builds against Debian's libturbojpeg0-dev, libopencv-dev and pkg-config",
+    "f": f"{_PEERS} or pip install nvidia-dali-cuda130, or the wheel matching your CUDA",
 }
-MODULES = {"b": "webdataset", "e": "ffcv", "f": "nvidia.dali"}
+INSTALL["ej"] = INSTALL["e"]
+MODULES = {"b": "webdataset", "e": "ffcv", "ej": "ffcv", "f": "nvidia.dali"}
 
 
 @dataclass(frozen=True)
@@ -98,15 +103,12 @@ def installed(module: str) -> bool:
 
 
 def skipped_loaders(loaders: Sequence[str]) -> list[Skipped]:
-    """The requested loaders that will not run, and why."""
+    """The requested loaders that will not run (their package is missing), and why."""
     out = []
     for key in loaders:
         module = MODULES.get(key)
         if module is not None and not installed(module):
             out.append(Skipped(key, LOADERS[key], f"skipped: {module} not installed ({INSTALL[key]})"))
-        elif key not in MEASURED:
-            out.append(Skipped(key, LOADERS[key], f"skipped: {module} is installed, but this benchmark has no "
-                                                  f"{LOADERS[key]} pipeline yet (not implemented)"))  # fmt: skip
     return out
 
 
@@ -154,21 +156,23 @@ def prepare(settings: LoaderBenchSettings, root: Path) -> Any:
     from fdsl_app import bench_pipelines as bp
 
     family = bp.make_family(settings.family, family_settings(settings), settings.samples)
-    webdataset = "b" in settings.loaders and installed("webdataset")
+    skipped = {s.loader for s in skipped_loaders(settings.loaders)}
+    formats = [key for key in ("b", "e", "ej") if key in settings.loaders and key not in skipped]
     shard_size = settings.shard_size or bp.auto_shard_size(settings.samples)
-    return bp.prepare_data(family, root, seed=settings.seed, webdataset=webdataset, shard_size=shard_size)
+    return bp.prepare_data(family, root, seed=settings.seed, formats=formats, shard_size=shard_size)
 
 
 def main_threads(settings: LoaderBenchSettings, workers: int, loader: str) -> int:
     """Torch threads of the main process for `loader` at `workers` workers: ``--main-threads`` if given; else 1 for
     the per-sample loaders (a)-(c) (their tensor ops are per image, as in a worker, where torch runs 1 thread) and
-    the cores the workers leave (at least 1) for (d)'s batched augmentation. Torch's all-core default next to busy
-    workers oversubscribes the cores, and its thread pool then slows small tensor ops several-fold."""
+    the cores the workers leave (at least 1) for the batched augmentation of (d) and the FFCV loaders. Torch's
+    all-core default next to busy workers oversubscribes the cores, and its thread pool then slows small tensor ops
+    several-fold."""
     from fdsl_app import render
 
     if settings.main_threads is not None:
         return settings.main_threads
-    return max(1, render.cpu_count() - workers) if loader == "d" else 1
+    return max(1, render.cpu_count() - workers) if loader in ("d", "e", "ej") else 1
 
 
 def resolve_device(device: str) -> str:
@@ -185,18 +189,23 @@ def resolve_device(device: str) -> str:
 def measure(settings: LoaderBenchSettings, data: Any, on_row: Callable[[LoaderRow], None]) -> list[LoaderRow]:
     """Time every runnable loader at every worker count on `data` (from :func:`prepare`).
 
-    Each loader first yields one untimed batch (imports, first calls). Worker counts are the outer loop, so the
-    loaders compared at one count are measured next to each other, with :func:`main_threads` torch threads.
+    Each DataLoader-based loader first yields one untimed batch (imports, first calls); FFCV and DALI get one
+    untimed epoch on the very loader that is timed (their pipeline build and JIT compilation are paid once per run,
+    not per epoch). Worker counts are the outer loop, so the loaders compared at one count are measured next to each
+    other, with :func:`main_threads` torch threads.
     """
     import torch
 
     from fdsl_app import bench_pipelines as bp
+    from fdsl_app.data.augment import recycle_batch_memory
 
     skipped = {s.loader for s in skipped_loaders(settings.loaders)}
     runnable = [k for k in settings.loaders if k not in skipped]
     spec = bp.PipelineSpec(settings.size, settings.batch_size, settings.seed, device=resolve_device(settings.device))
+    recycle_batch_memory()  # (d) sets it on first use; every loader runs under the same allocator
     for key in runnable:
-        bp.warm_up(key, data, spec)
+        if key not in ENGINES:
+            bp.warm_up(key, data, spec)
     rows: list[LoaderRow] = []
     default_threads = torch.get_num_threads()
     try:
@@ -205,6 +214,8 @@ def measure(settings: LoaderBenchSettings, data: Any, on_row: Callable[[LoaderRo
             for key in runnable:
                 torch.set_num_threads(main_threads(settings, workers, key))
                 loader, step = bp.build_loader(key, data, spec, workers)
+                if key in ENGINES:  # an untimed epoch: pipeline build and JIT compilation, paid once per run
+                    bp.time_epoch(loader, step, spec.device)
                 timings = [bp.time_epoch(loader, step, spec.device) for _ in range(settings.repeats)]
                 row = make_row(key, workers, timings, base, torch.get_num_threads())
                 base = row if key == "a" else base
@@ -221,7 +232,7 @@ def measure(settings: LoaderBenchSettings, data: Any, on_row: Callable[[LoaderRo
 def _versions() -> dict[str, str]:
     from fdsl_app import bench
 
-    names = ("torch", "torchvision", "timm", "pillow", "numpy", "webdataset", "ffcv", "nvidia-dali-cuda120")
+    names = ("torch", "torchvision", "timm", "pillow", "numpy", "webdataset", "ffcv", "nvidia-dali-cuda130")
     return {name: bench.dist_version(name) for name in names} | {"fdsl_app": bench.dist_version("fdsl_app")}
 
 

@@ -35,6 +35,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset, default_collate
 from torchvision.datasets import ImageFolder
 
+from fdsl_app import bench_peers, render
 from fdsl_app.config import AugmentCfg
 from fdsl_app.data.augment import real_transforms
 from fdsl_app.data.build import FamilyDataModule
@@ -124,8 +125,11 @@ def auto_shard_size(samples: int) -> int:
     return min(1000, max(8, math.ceil(samples / 32)))
 
 
-def prepare_data(family: Family, root: Path, *, seed: int, webdataset: bool, shard_size: int) -> BenchData:
-    """Generate (or reuse) the class parameters and export the PNG folders (and shards) under `root`.
+def prepare_data(
+    family: Family, root: Path, *, seed: int, formats: Sequence[str] = (), shard_size: int = 8
+) -> BenchData:
+    """Generate (or reuse) the class parameters and export the PNG folders under `root`, plus the copies the loaders
+    in `formats` read: "b" WebDataset shards, "e" / "ej" FFCV ``.beton`` files (raw / JPEG).
 
     Everything is resumable and checked: a folder made with other settings is refused with the setting named.
     """
@@ -133,11 +137,14 @@ def prepare_data(family: Family, root: Path, *, seed: int, webdataset: bool, sha
     root.mkdir(parents=True, exist_ok=True)
     params = _params(family, root / "params.npz", seed)
     written = export_dataset(family, params, root / "png", fmt="png", seed=seed, progress=False).written
-    if webdataset:
+    if "b" in formats:
         result = export_dataset(
             family, params, root / "wds", fmt="webdataset", seed=seed, shard_size=shard_size, progress=False
         )
         written += result.written
+    betons = [key for key in formats if key in bench_peers.FFCV_MODES]
+    if betons:
+        written += bench_peers.write_betons(root / "png", root, betons, workers=render.cpu_count())
     return BenchData(family, params, root, seed, time.perf_counter() - start, written)
 
 
@@ -236,10 +243,15 @@ def _posterize(img: Image.Image, bits_to_keep: int, **kwargs: Any) -> Image.Imag
 def build_loader(
     kind: str, data: BenchData, spec: PipelineSpec, workers: int
 ) -> tuple[Iterable[Batch], Callable | None]:
-    """Loader `kind` ("a".."d") with `workers` processes, and the per-batch step after it: the copy to
-    ``spec.device`` (None on the CPU), then (d)'s DeviceAugment."""
+    """Loader `kind` (a key of ``bench_loaders.LOADERS``) with `workers` processes (threads for FFCV and DALI), and
+    the per-batch step after it: the copy to ``spec.device`` (None on the CPU), then the batched augmentation of (d)
+    and the peers (:mod:`fdsl_app.bench_peers`)."""
     if kind == "d":
         return _datamodule_loader(data, spec, workers)
+    if kind in bench_peers.FFCV_MODES:
+        return bench_peers.ffcv_loader(bench_peers.beton_path(data.root, kind), spec, workers)
+    if kind == "f":
+        return bench_peers.dali_loader(data.png_dir, spec, workers)
     transform = deit_transform(spec)
     step = None if spec.device == "cpu" else functools.partial(to_device, device=spec.device)
     if kind == "b":
