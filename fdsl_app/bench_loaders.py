@@ -322,10 +322,10 @@ def run_cli(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="fdsl_bench_loaders_") as tmp:
         root = Path(settings.data) if settings.data is not None else Path(tmp)
         say(f"data: {'reusing or writing' if settings.data else 'writing'} {settings.samples} samples under {root}")
+        machine = machine_info()  # before the export: FFCV's writer changes torch's thread count
         data = prepare(settings, root)
         say(f"data: {data.written} images written (PNG files and shard members; 0: all reused), "
              f"{data.export_seconds:.1f} s with the class parameters")  # fmt: skip
-        machine = machine_info()
         say()
         say(report.header(machine, settings, data))
         say()

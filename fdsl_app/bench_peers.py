@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -88,10 +88,12 @@ def ffcv_loader(path: Path, spec: Any, workers: int) -> tuple[Iterable[Batch], C
         ToTensor(),
         ToTorchImage(channels_last=False),
     ]
+    threads = torch.get_num_threads()  # FFCV sets numba's thread count, which resets torch's too: restored below
     loader = Loader(
         str(path), batch_size=spec.batch_size, num_workers=max(1, workers), order=OrderOption.RANDOM,
         seed=spec.seed, drop_last=False, pipelines={"image": image, "label": [IntDecoder(), ToTensor(), Squeeze()]},
     )  # fmt: skip
+    torch.set_num_threads(threads)
     _KEEP.append(loader)
     augment = photometric_augment(spec)
     step_seed = iter(range(2**62))
@@ -100,7 +102,20 @@ def ffcv_loader(path: Path, spec: Any, workers: int) -> tuple[Iterable[Batch], C
         images, labels = batch[0].to(spec.device, non_blocking=True), batch[1].to(spec.device, non_blocking=True)
         return augment(images, seed=next(step_seed)), labels
 
-    return loader, step
+    return _KeepTorchThreads(loader), step
+
+
+class _KeepTorchThreads:
+    """FFCV's loader, except that starting an epoch leaves torch's thread count as it was."""
+
+    def __init__(self, loader: Any) -> None:
+        self.loader = loader
+
+    def __iter__(self) -> Iterator[Batch]:
+        threads = torch.get_num_threads()
+        epoch = iter(self.loader)
+        torch.set_num_threads(threads)
+        return epoch
 
 
 def dali_loader(png_dir: Path, spec: Any, workers: int) -> tuple[Iterable[Batch], Callable[[Batch], Batch]]:

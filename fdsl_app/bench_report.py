@@ -41,11 +41,13 @@ def header(machine: dict[str, Any], settings: LoaderBenchSettings, data: Any) ->
         threads = f"{settings.main_threads} for every row"
     else:
         per_worker = ",".join(str(main_threads(settings, w, "d")) for w in settings.workers)
-        threads = f"1 for (a)-(c) (per-sample work, as in a worker); for (d), the cores the workers leave: {per_worker}"
+        threads = (f"1 for (a)-(c) and (f) (per-sample work, as in a worker); for the batched augmentation of (d), (e) "
+                   f"and (ej), the cores the workers leave: {per_worker}")  # fmt: skip
     lines = [
         f"**Machine:** {machine['cpu_model']}, {machine['cores']} cores, torch {v['torch']} "
         f"(default {machine['torch_default_threads']} threads), torchvision {v['torchvision']}, "
-        f"timm {v['timm']}, Pillow {v['pillow']}, webdataset {v['webdataset']}, Python {v['python']}.",
+        f"timm {v['timm']}, Pillow {v['pillow']}, webdataset {v['webdataset']}, ffcv {v['ffcv']}, "
+        f"DALI {v['nvidia-dali-cuda130']}, Python {v['python']}.",
         "",
         f"**Workload:** {family.name} ({family.num_classes} classes x {family.instances_per_class}; "
         f"{family.describe().get('n_points', '-')} points, mode {family.describe().get('mode', '-')}), "
@@ -64,6 +66,12 @@ def header(machine: dict[str, Any], settings: LoaderBenchSettings, data: Any) ->
         "sample.",
         "- (d) fdsl_app training path: FamilyDataModule loader (batched uint8 renders in shared memory, zero-copy "
         f"collate) + DeviceAugment per batch in the main process on the device ({device}; timed in the step).",
+        "- (e) / (ej) FFCV over .beton files of the same PNGs (raw pixels / JPEG q90): its decoder crops (same box "
+        "rule) and h-flips; RandAugment, normalise and erasing batched as (d) (FFCV has no RandAugment).",
+        "- (f) NVIDIA DALI over the PNG folders: its decoder, random_resized_crop, flip, its own RandAugment (timm's "
+        "ops at m9 of 10, each layer with p 0.5) and normalise; random erasing batched as (d).",
+        "FFCV and DALI run threads of their own: workers N gives them max(N, 1) threads; each is timed from its "
+        "second epoch (its pipeline build and JIT compilation are paid once per run).",
         f"Device: {device}; every loader's batches are {copy}.",
         f"Main-process torch threads (--main-threads): {threads}. Torch's all-core default next to busy workers "
         "oversubscribes the cores and slows small tensor ops several-fold.",
