@@ -265,8 +265,8 @@ def configure_cli(parser: argparse.ArgumentParser) -> None:
     d = LoaderBenchSettings()
     add = parser.add_argument
     add("--loaders", type=_loader_list, default=list(d.loaders), metavar="a,b,...",
-        help="(a) PNG ImageFolder, (b) WebDataset, (c) render + timm, (d) render + DeviceAugment, (e) FFCV, "
-             "(f) DALI (default: all)")  # fmt: skip
+        help="(a) PNG ImageFolder, (b) WebDataset, (c) render + timm, (d) render + DeviceAugment, (e) FFCV raw, "
+             "(ej) FFCV JPEG, (f) DALI (default: all)")  # fmt: skip
     add("--workers", type=_workers, default=list(d.workers), metavar="N,...",
         help="DataLoader worker counts (default 0,1,2)")  # fmt: skip
     add("--samples", type=int_arg(2), default=d.samples, help=f"images per epoch (default {d.samples})")

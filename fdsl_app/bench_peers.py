@@ -21,6 +21,7 @@ decoder is "mixed" and the augmentation runs on the GPU).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import warnings
 from collections.abc import Callable, Iterable, Iterator
@@ -79,6 +80,8 @@ def ffcv_loader(path: Path, spec: Any, workers: int) -> tuple[Iterable[Batch], C
     from ffcv.loader import Loader, OrderOption
     from ffcv.transforms import RandomHorizontalFlip, Squeeze, ToTensor, ToTorchImage
 
+    from fdsl_app.bench_pipelines import to_device  # not at the top: bench_pipelines imports this module
+
     if spec.augment.vflip:
         raise ValueError("FFCV has no vertical flip; run the FFCV loaders with vflip 0")
     aug = spec.augment
@@ -88,34 +91,43 @@ def ffcv_loader(path: Path, spec: Any, workers: int) -> tuple[Iterable[Batch], C
         ToTensor(),
         ToTorchImage(channels_last=False),
     ]
-    threads = torch.get_num_threads()  # FFCV sets numba's thread count, which resets torch's too: restored below
-    loader = Loader(
-        str(path), batch_size=spec.batch_size, num_workers=max(1, workers), order=OrderOption.RANDOM,
-        seed=spec.seed, drop_last=False, pipelines={"image": image, "label": [IntDecoder(), ToTensor(), Squeeze()]},
-    )  # fmt: skip
-    torch.set_num_threads(threads)
+    with _torch_threads_kept():
+        loader = Loader(
+            str(path), batch_size=spec.batch_size, num_workers=max(1, workers), order=OrderOption.RANDOM,
+            seed=spec.seed, drop_last=False,
+            pipelines={"image": image, "label": [IntDecoder(), ToTensor(), Squeeze()]},
+        )  # fmt: skip
     _KEEP.append(loader)
     augment = photometric_augment(spec)
     step_seed = iter(range(2**62))
 
     def step(batch: Batch) -> Batch:
-        images, labels = batch[0].to(spec.device, non_blocking=True), batch[1].to(spec.device, non_blocking=True)
+        images, labels = to_device(batch, spec.device)
         return augment(images, seed=next(step_seed)), labels
 
-    return _KeepTorchThreads(loader), step
+    return _FFCVEpochs(loader), step
 
 
-class _KeepTorchThreads:
+@contextlib.contextmanager
+def _torch_threads_kept() -> Iterator[None]:
+    """Restore torch's thread count afterwards: FFCV sets numba's when a loader is made and when an epoch starts,
+    and that resets torch's too."""
+    threads = torch.get_num_threads()
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+class _FFCVEpochs:
     """FFCV's loader, except that starting an epoch leaves torch's thread count as it was."""
 
     def __init__(self, loader: Any) -> None:
         self.loader = loader
 
     def __iter__(self) -> Iterator[Batch]:
-        threads = torch.get_num_threads()
-        epoch = iter(self.loader)
-        torch.set_num_threads(threads)
-        return epoch
+        with _torch_threads_kept():
+            return iter(self.loader)
 
 
 def dali_loader(png_dir: Path, spec: Any, workers: int) -> tuple[Iterable[Batch], Callable[[Batch], Batch]]:

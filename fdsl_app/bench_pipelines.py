@@ -13,7 +13,8 @@ Loaders, all shuffled, ``batch_size`` B, nothing dropped, torch's default prefet
 - (c) :class:`RenderedDataset`: each batch rendered in the worker with one ``family.render`` call, then the
   timm/DeiT transform per sample (PIL), as (a);
 - (d) the training path: ``FamilyDataModule.train_dataloader()`` (batched uint8 renders in shared memory), then
-  the copy to the training device and its ``DeviceAugment`` per batch, both timed as part of every step.
+  the copy to the training device and its ``DeviceAugment`` per batch, both timed as part of every step;
+- (e), (ej), (f): FFCV and DALI, in :mod:`fdsl_app.bench_peers`.
 
 On a CUDA device every loader's batches are copied there from pinned memory, inside the timed step.
 """
@@ -215,29 +216,9 @@ class PipelineSpec:
 
 
 def deit_transform(spec: PipelineSpec) -> Callable:
-    """timm's DeiT training transform (:func:`~fdsl_app.data.augment.real_transforms`), safe with Pillow >= 11.
-
-    timm's increasing posterize keeps ``4 - int(level * 0.4)`` bits, 0 at the clipped level 10 (``m9`` with
-    ``mstd0.5`` reaches it for about 2% of posterize draws); old Pillow turned 0 bits into a black image, current
-    Pillow raises ``ValueError`` and kills the loader (about once per 700 images). This transform's posterize ops
-    return the black image for 0 bits, as timm meant, at no extra cost.
-    """
-    from timm.data import auto_augment
-
-    transform = real_transforms(spec.augment, spec.size, train=True)
-    for step in getattr(transform, "transforms", []):
-        for op in getattr(step, "ops", []) if isinstance(step, auto_augment.RandAugment) else []:
-            if op.aug_fn is auto_augment.posterize:
-                op.aug_fn = _posterize
-    return transform
-
-
-def _posterize(img: Image.Image, bits_to_keep: int, **kwargs: Any) -> Image.Image:
-    from timm.data import auto_augment
-
-    if bits_to_keep <= 0:
-        return Image.new(img.mode, img.size)  # every bit masked off
-    return auto_augment.posterize(img, bits_to_keep, **kwargs)
+    """timm's DeiT training transform, as real data gets it (:func:`~fdsl_app.data.augment.real_transforms`, which
+    also gives its Posterize ops the 0-bit case that current Pillow refuses)."""
+    return real_transforms(spec.augment, spec.size, train=True)
 
 
 def build_loader(

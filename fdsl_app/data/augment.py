@@ -189,10 +189,10 @@ def random_erase(images: Tensor, prob: float, generator: torch.Generator) -> Ten
         return images
     noise_generator = torch.Generator(device=images.device)
     noise_generator.manual_seed(int(torch.randint(0, 2**62, (), generator=generator)))
-    sizes = [channels * int(boxes[i, 2]) * int(boxes[i, 3]) for i in erased]
+    chosen = boxes[erased].tolist()
+    sizes = [channels * h * w for _, _, h, w in chosen]
     noise = torch.randn(sum(sizes), generator=noise_generator, device=images.device, dtype=images.dtype)
-    for i, chunk in zip(erased, noise.split(sizes), strict=True):
-        top, left, h, w = boxes[i].tolist()
+    for i, (top, left, h, w), chunk in zip(erased, chosen, noise.split(sizes), strict=True):
         images[i, :, top : top + h, left : left + w] = chunk.view(channels, h, w)
     return images
 
