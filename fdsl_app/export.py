@@ -24,7 +24,7 @@ import numpy as np
 from PIL import Image
 
 from fdsl_app import render
-from fdsl_app.data.keys import sample_keys
+from fdsl_app.render.keys import sample_keys
 from fdsl_app.families.base import ClassParams, Family
 
 FORMATS = ("png", "webdataset")

@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from fdsl_app import render
-from fdsl_app.data.keys import sample_keys
+from fdsl_app.render.keys import sample_keys
 from fdsl_app.families.base import ClassParams, Family
 from fdsl_app.families.contours import CANVAS, sample_rcdb_params, sample_visualatom_params
 

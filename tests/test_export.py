@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fdsl_app.data.keys import sample_keys
+from fdsl_app.render.keys import sample_keys
 from fdsl_app.export import export_dataset
 from fdsl_app.families import create_family
 

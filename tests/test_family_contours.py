@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fdsl_app.data.keys import sample_keys
+from fdsl_app.render.keys import sample_keys
 from fdsl_app.families import create_family, list_families, load_params, save_params
 from fdsl_app.families.contours import FIELD
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from fdsl_app import render
-from fdsl_app.data.keys import derive, sample_keys
+from fdsl_app.render.keys import derive, sample_keys
 from fdsl_app.families import create_family, list_families, load_params, save_params
 from fdsl_app.families.fractaldb import (
     IDENTITY_ROW,

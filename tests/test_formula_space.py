@@ -10,8 +10,8 @@ from torchvision.transforms import RandomResizedCrop
 
 from fdsl_app import render
 from fdsl_app.data.build import FamilyDataModule
-from fdsl_app.data.formula_space import sample_crops, sample_flips
-from fdsl_app.data.keys import sample_keys
+from fdsl_app.render.formula_space import sample_crops, sample_flips
+from fdsl_app.render.keys import sample_keys
 
 SIERPINSKI = np.array(
     [[[0.5, 0, 0, 0.5, 0, 0, 1 / 3], [0.5, 0, 0, 0.5, 0.5, 0, 1 / 3], [0.5, 0, 0, 0.5, 0.25, 0.5, 1 / 3]]]

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fdsl_app import _render, render
+from fdsl_app import render
+from fdsl_app.render import _render
 
 GOOD = np.array([[[0.5, 0, 0, 0.5, 0, 0, 0.5], [0.5, 0, 0, 0.5, 0.5, 0.5, 0.5]]])
 

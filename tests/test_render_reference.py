@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import reference_render as ref
 
-from fdsl_app import _render, render
+from fdsl_app import render
+from fdsl_app.render import _render
 
 
 @pytest.mark.parametrize("seed", [0, 1, 100, 12345, 2**32 - 1])

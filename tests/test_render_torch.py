@@ -7,11 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from fdsl_app import render, render_torch
-from fdsl_app.data.keys import sample_keys
+from fdsl_app import render
+from fdsl_app.render import torch_ifs
+from fdsl_app.render.keys import sample_keys
 from fdsl_app.families import create_family
 from fdsl_app.render import RASTERS
-from fdsl_app.render_torch import render_ifs_torch
+from fdsl_app.render.torch_ifs import render_ifs_torch
 
 SIERPINSKI = np.array(
     [[0.5, 0, 0, 0.5, 0, 0, 1 / 3], [0.5, 0, 0, 0.5, 0.5, 0, 1 / 3], [0.5, 0, 0, 0.5, 0.25, 0.5, 1 / 3]]
@@ -189,5 +190,5 @@ def test_working_chunks_do_not_change_the_bytes(raster: str, monkeypatch: pytest
     params = contractive_systems(5, 8)
     kw = dict(n_points=20_000, seeds=[1, 2, 3, 4, 5], raster=raster, chains=64)
     whole = _torch(params, 40, **kw)
-    monkeypatch.setattr(render_torch, "_WORK_CPU", 5000)
+    monkeypatch.setattr(torch_ifs, "_WORK_CPU", 5000)
     np.testing.assert_array_equal(_torch(params, 40, **kw), whole)

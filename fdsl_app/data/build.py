@@ -20,7 +20,7 @@ from fdsl_app.cluster import ignore_job_signals
 from fdsl_app.config import AugmentCfg, RunCfg, per_device_batch_size
 from fdsl_app.data.augment import DeviceAugment
 from fdsl_app.data.datamodule import FormulaDataModule
-from fdsl_app.data.keys import derive, sample_keys, splitmix64
+from fdsl_app.render.keys import derive, sample_keys, splitmix64
 from fdsl_app.data.real import REAL_DATAMODULES
 from fdsl_app.data.synthetic import FormulaAugmentSpec, FormulaDataset, collate_samples
 

@@ -3,7 +3,7 @@
 A family (FractalDB, OFDB, 1p-frac, RCDB, ...) is a class with a ``Settings`` dataclass. ``generate(seed)`` turns a
 seed into :class:`ClassParams` (the numbers that define every class: IFS maps, contour parameters), the same on
 every machine. ``render(params, classes, instances, keys, out)`` draws samples: ``classes``/``instances`` say which
-image of the dataset, ``keys`` (one 64-bit value per sample, from ``fdsl_app.data.keys``) supply every random choice
+image of the dataset, ``keys`` (one 64-bit value per sample, from ``fdsl_app.render.keys``) supply every random choice
 that varies between epochs (patch masks, noise). The dataset maps its global index ``i`` to
 ``class = i // instances_per_class`` and ``instance = i % instances_per_class``.
 """
@@ -104,10 +104,10 @@ class Family(ABC):
 
         Args:
             classes, instances: int64 arrays, one entry per sample.
-            keys: uint64 per-sample keys (``fdsl_app.data.keys.sample_keys``); use ``derive(keys, stream)`` for
+            keys: uint64 per-sample keys (``fdsl_app.render.keys.sample_keys``); use ``derive(keys, stream)`` for
                 each kind of random choice.
             threads: renderer threads (None: all cores; DataLoader workers pass 1).
-            augment: a :class:`~fdsl_app.data.formula_space.FormulaAugment` (crops and flips applied to the points,
+            augment: a :class:`~fdsl_app.render.formula_space.FormulaAugment` (crops and flips applied to the points,
                 ``out`` at the training size), for families whose :attr:`formula_augment` is true.
         """
 

@@ -27,7 +27,7 @@ import numpy as np
 from tqdm import tqdm
 
 from fdsl_app import render as renderer
-from fdsl_app.data.formula_space import FormulaAugment
+from fdsl_app.render.formula_space import FormulaAugment
 from fdsl_app.families.base import ClassParams, Family
 from fdsl_app.families.ifs_render import IfsRenderSettings, check_render_settings, render_systems
 from fdsl_app.families.params_io import package_version

@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 
 from fdsl_app import render
-from fdsl_app.data.formula_space import FormulaAugment
-from fdsl_app.data.keys import derive
+from fdsl_app.render.formula_space import FormulaAugment
+from fdsl_app.render.keys import derive
 
 MODES = (*render.MODES, "torch")
 PAD = 6  # the renderer's default border, in pixels of the full render
@@ -84,7 +84,7 @@ def _render_torch(
     s: IfsRenderSettings, systems: np.ndarray, n_maps: np.ndarray, seeds: np.ndarray, patch_seeds: np.ndarray,
     out: np.ndarray, flips: Any,
 ) -> np.ndarray:  # fmt: skip
-    """Mode "torch": :func:`fdsl_app.render_torch.render_ifs_torch` into the numpy `out` (`threads` does not apply).
+    """Mode "torch": :func:`fdsl_app.render.torch_ifs.render_ifs_torch` into the numpy `out` (`threads` does not apply).
 
     On a GPU the images are copied back to the host here; a DataModule that trains on the GPU should rather keep
     the tensor on the device (a later step). DataLoader workers render on the CPU: CUDA cannot run in a forked
@@ -92,7 +92,7 @@ def _render_torch(
     """
     import torch  # here, so that the C++ modes never pay for importing torch
 
-    from fdsl_app.render_torch import render_ifs_torch
+    from fdsl_app.render.torch_ifs import render_ifs_torch
 
     on_gpu = torch.cuda.is_available() and torch.utils.data.get_worker_info() is None
     target = None if on_gpu else torch.from_numpy(out)  # on the CPU the render writes straight into `out`

@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from fdsl_app.data.formula_space import FormulaAugment
+from fdsl_app.render.formula_space import FormulaAugment
 from fdsl_app.families import sampling
 from fdsl_app.families.base import ClassParams, Family
 from fdsl_app.families.ifs_render import IfsRenderSettings, check_render_settings, render_systems

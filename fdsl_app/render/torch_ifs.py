@@ -49,7 +49,7 @@ import numpy as np
 import torch
 
 from fdsl_app import render
-from fdsl_app.data.keys import splitmix64
+from fdsl_app.render.keys import splitmix64
 
 Raster = Literal["point", "patch", "union_patch", "full_patch", "density"]
 MAX_CHAINS = 1 << 20

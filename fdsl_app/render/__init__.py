@@ -1,4 +1,4 @@
-"""Typed face of the C++ renderer (`fdsl_app._render`).
+"""Typed face of the C++ renderer (`fdsl_app.render._render`).
 
 Every function fills a caller-allocated uint8 array in place (``(B, H, W)`` gray or ``(B, H, W, 3)``), renders the
 batch on internal threads with the GIL released, and validates its arguments first: a bad argument raises
@@ -34,7 +34,7 @@ from typing import Literal
 
 import numpy as np
 
-from fdsl_app import _render
+from fdsl_app.render import _render
 
 Mode = Literal["reference", "fast"]
 Raster = Literal["point", "patch", "union_patch", "full_patch", "density"]

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fdsl_app.data.keys import derive
+from fdsl_app.render.keys import derive
 
 _ATTEMPTS = 10
 _STREAM = 100  # sub-key streams 100.. of derive(): apart from the renderer's
