@@ -2,7 +2,7 @@
 
 Each figure warms up once, then times repeated calls until at least :data:`MIN_SECONDS` and :data:`MIN_REPEATS`
 have passed and reports the median call. All rows render one fixed set of accepted FractalDB systems (found with
-:func:`fdsl_app.preview.search_fractaldb_systems`), so runs on different machines or builds are comparable.
+:func:`fdsl_app.families.preview.search_fractaldb_systems`), so runs on different machines or builds are comparable.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from fdsl_app import preview, render
+from fdsl_app import render
+from fdsl_app.families import preview
 
 MODES, RASTERS = render.MODES, render.RASTERS
 SIZES = (224, 362, 512)

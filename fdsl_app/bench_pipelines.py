@@ -40,8 +40,8 @@ from fdsl_app import bench_peers, render
 from fdsl_app.config import AugmentCfg
 from fdsl_app.data.augment import real_transforms
 from fdsl_app.data.build import FamilyDataModule
+from fdsl_app.data.export import export_dataset
 from fdsl_app.data.synthetic import EpochSampler, FormulaDataset
-from fdsl_app.export import export_dataset
 from fdsl_app.families import ClassParams, Family, create_family, load_params
 from fdsl_app.families.base import RENDER_SETTINGS
 from fdsl_app.families.params_io import save_params

@@ -14,9 +14,10 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import NamedTuple
 
-from fdsl_app import bench, bench_loaders, cli_families, cli_train, preview, render
+from fdsl_app import bench, bench_loaders, cli_families, cli_train, render
 from fdsl_app.cli_families import UsageError as _UsageError
 from fdsl_app.cli_families import say
+from fdsl_app.families import preview
 
 PROG = "fdsl_app"
 MAX_SIZE = 2048

@@ -15,8 +15,8 @@ from typing import Any
 
 import yaml
 
-from fdsl_app import export, preview
-from fdsl_app.families import ClassParams, Family, create_family, family_class, list_families, load_params
+from fdsl_app.data import export
+from fdsl_app.families import ClassParams, Family, create_family, family_class, list_families, load_params, preview
 
 
 class UsageError(Exception):
@@ -145,7 +145,7 @@ def configure_search(parser: argparse.ArgumentParser) -> None:
 
 
 def run_search(args: argparse.Namespace) -> int:
-    from fdsl_app import search  # the search machinery (and tqdm) only when searching
+    from fdsl_app.families import search  # the search machinery (and tqdm) only when searching
 
     overrides = dict(args.settings) | ({} if args.classes is None else {"classes": args.classes})
     family = create_family(args.family, **overrides)

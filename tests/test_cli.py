@@ -12,7 +12,8 @@ import pytest
 from PIL import Image
 
 import fdsl_app
-from fdsl_app import cli, preview, render
+from fdsl_app import cli, render
+from fdsl_app.families import preview
 
 TILE = 48
 

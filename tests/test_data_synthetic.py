@@ -18,11 +18,11 @@ from torch.utils.data import DataLoader
 import fdsl_app.families
 from fdsl_app.data import datamodule as datamodule_module
 from fdsl_app.data.datamodule import FormulaDataModule
-from fdsl_app.render.keys import derive
 from fdsl_app.data.synthetic import EpochSampler, FormulaDataset, collate_samples, decode_index, encode_index
 from fdsl_app.families import ClassParams, Family, create_family, family_class, list_families, register_family
 from fdsl_app.families.params_io import save_params
 from fdsl_app.render import pack_systems, render_ifs
+from fdsl_app.render.keys import derive
 
 TEST_FAMILY = "_test_ifs"
 

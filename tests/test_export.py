@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fdsl_app.render.keys import sample_keys
-from fdsl_app.export import export_dataset
+from fdsl_app.data.export import export_dataset
 from fdsl_app.families import create_family
+from fdsl_app.render.keys import sample_keys
 
 
 @pytest.fixture(scope="module")

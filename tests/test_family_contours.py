@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fdsl_app.render.keys import sample_keys
 from fdsl_app.families import create_family, list_families, load_params, save_params
 from fdsl_app.families.contours import FIELD
+from fdsl_app.render.keys import sample_keys
 
 INSTANCE_FIELDS = {
     "rcdb": {"oval_x", "oval_y", "radius", "center_x", "center_y"},

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from fdsl_app import render
-from fdsl_app.render.keys import derive, sample_keys
 from fdsl_app.families import create_family, list_families, load_params, save_params
 from fdsl_app.families.fractaldb import (
     IDENTITY_ROW,
@@ -18,6 +17,7 @@ from fdsl_app.families.fractaldb import (
     read_fractaldb_csv_folder,
     weight_table,
 )
+from fdsl_app.render.keys import derive, sample_keys
 
 #: A search that takes milliseconds: 128 px, 5000 points, fill 0.1 (about a third of candidates pass).
 SMALL = {"classes": 3, "search_size": 128, "search_points": 5000, "fill_threshold": 0.1}

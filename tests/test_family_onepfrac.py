@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fdsl_app.render.keys import sample_keys
 from fdsl_app.families import ClassParams, create_family, list_families, load_params, save_params
 from fdsl_app.families import onepfrac as onepfrac_module
 from fdsl_app.families.onepfrac import OnePFrac, measure_fill
+from fdsl_app.render.keys import sample_keys
 
 CLASSES = 8
 # Small render settings keep the tests fast; they are render settings, so the class parameters are unaffected.

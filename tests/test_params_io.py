@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from fdsl_app.render.keys import derive, sample_keys
 from fdsl_app.families import ClassParams, create_family, load_params, save_params
 from fdsl_app.families.params_io import _HEADER
+from fdsl_app.render.keys import derive, sample_keys
 
 
 def _params() -> ClassParams:

@@ -8,10 +8,9 @@ import pytest
 import torch
 
 from fdsl_app import render
-from fdsl_app.render import torch_ifs
-from fdsl_app.render.keys import sample_keys
 from fdsl_app.families import create_family
-from fdsl_app.render import RASTERS
+from fdsl_app.render import RASTERS, torch_ifs
+from fdsl_app.render.keys import sample_keys
 from fdsl_app.render.torch_ifs import render_ifs_torch
 
 SIERPINSKI = np.array(

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from fdsl_app.families import ClassParams, create_family, load_params, save_params
-from fdsl_app.search import format_stats, partial_path, run_search
+from fdsl_app.families.search import format_stats, partial_path, run_search
 
 #: About a third of candidates pass at these settings; 40 classes need two batches of candidates.
 SMALL = {"search_size": 128, "search_points": 5000, "fill_threshold": 0.1}

@@ -20,9 +20,9 @@ from fdsl_app.cluster import ignore_job_signals
 from fdsl_app.config import AugmentCfg, RunCfg, per_device_batch_size
 from fdsl_app.data.augment import DeviceAugment
 from fdsl_app.data.datamodule import FormulaDataModule
-from fdsl_app.render.keys import derive, sample_keys, splitmix64
 from fdsl_app.data.real import REAL_DATAMODULES
 from fdsl_app.data.synthetic import FormulaAugmentSpec, FormulaDataset, collate_samples
+from fdsl_app.render.keys import derive, sample_keys, splitmix64
 
 _VAL_STREAM = 0x7A1  # sub-key of the run seed for the validation renders: never a training key
 _AUGMENT_SALT = 0xA06_0E47  # keeps batch-augmentation seeds apart from the per-sample render keys

@@ -24,8 +24,8 @@ from torchvision.datasets import ImageFolder
 from fdsl_app.cluster import ignore_job_signals
 from fdsl_app.config import AugmentCfg
 from fdsl_app.data.augment import real_transforms
-from fdsl_app.render.keys import sample_keys
 from fdsl_app.data.synthetic import EpochSampler, trainer_replicas
+from fdsl_app.render.keys import sample_keys
 
 IMAGENET100_LIST = Path(__file__).with_name("imagenet100.txt")
 CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar.html"

@@ -38,9 +38,9 @@ import torch.distributed as dist
 from torch.utils.data import Dataset, default_collate, get_worker_info
 from torch.utils.data.distributed import DistributedSampler
 
+from fdsl_app.families.base import ClassParams, Family
 from fdsl_app.render.formula_space import sample_formula_augment
 from fdsl_app.render.keys import sample_keys
-from fdsl_app.families.base import ClassParams, Family
 
 #: One sample: a uint8 image tensor and its class id.
 Sample = tuple[torch.Tensor, int]

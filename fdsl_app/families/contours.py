@@ -15,10 +15,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from fdsl_app import render
-from fdsl_app.render.keys import derive, splitmix64
 from fdsl_app.families.base import ClassParams, Family
 from fdsl_app.families.params_io import package_version
 from fdsl_app.families.registry import register_family
+from fdsl_app.render.keys import derive, splitmix64
 
 CANVAS = 512  # the reference canvas, in whose pixels all geometry is given
 FIELD = {name: i for i, name in enumerate(render.CONTOUR_FIELDS)}

@@ -4,7 +4,7 @@ Category search (``fdsl-spec.md`` 2.1): a candidate has N ~ U{min_maps..max_maps
 and p proportional to ``|det A|``; it becomes a category when its reference point render (512 px, 100k points,
 pad 6, chain seed 100) lights at least ``fill_threshold`` of the pixels. Candidates come in fixed batches, batch
 ``b`` drawn from ``SeedSequence([seed, b])``, and are accepted in candidate order, so a seed gives the same
-categories on any machine and a search can resume at any candidate (:mod:`fdsl_app.search`).
+categories on any machine and a search can resume at any candidate (:mod:`fdsl_app.families.search`).
 
 Instances (spec 2.2, 8): FractalDB renders each category with the 25 rows of its weight file (factors on one of
 a..f in every map; p untouched) x ``patch_redraws`` patch patterns x 4 flips; 2D-OFDB renders one image per category
@@ -27,11 +27,11 @@ import numpy as np
 from tqdm import tqdm
 
 from fdsl_app import render as renderer
-from fdsl_app.render.formula_space import FormulaAugment
 from fdsl_app.families.base import ClassParams, Family
-from fdsl_app.families.ifs_render import IfsRenderSettings, check_render_settings, render_systems
+from fdsl_app.families.ifs import IfsRenderSettings, check_render_settings, render_systems
 from fdsl_app.families.params_io import package_version
 from fdsl_app.families.registry import register_family
+from fdsl_app.render.formula_space import FormulaAugment
 
 #: Candidates per search batch. Fixed, never tied to the thread count, so a seed finds the same categories anywhere.
 SEARCH_BATCH = 256
@@ -265,7 +265,7 @@ class IFSSearchFamily(Family):
 
     @property
     def resumable(self) -> bool:
-        """Whether :meth:`generate` is a search that :func:`fdsl_app.search.run_search` can checkpoint."""
+        """Whether :meth:`generate` is a search that :func:`fdsl_app.families.search.run_search` can checkpoint."""
         return self.settings.csv_dir is None
 
     def check_params(self, params: ClassParams) -> None:

@@ -35,13 +35,13 @@ from typing import Any
 
 import numpy as np
 
-from fdsl_app.render.formula_space import FormulaAugment
 from fdsl_app.families import sampling
 from fdsl_app.families.base import ClassParams, Family
-from fdsl_app.families.ifs_render import IfsRenderSettings, check_render_settings, render_systems
+from fdsl_app.families.ifs import IfsRenderSettings, check_render_settings, render_systems
 from fdsl_app.families.params_io import package_version
 from fdsl_app.families.registry import register_family
 from fdsl_app.render import MAX_MAPS, REFERENCE_SEED, render_ifs
+from fdsl_app.render.formula_space import FormulaAugment
 
 PERTURBATIONS = ("multiplicative", "additive")
 

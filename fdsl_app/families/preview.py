@@ -13,9 +13,9 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from fdsl_app import render
-from fdsl_app.render.keys import sample_keys
 from fdsl_app.families.base import ClassParams, Family
 from fdsl_app.families.contours import CANVAS, sample_rcdb_params, sample_visualatom_params
+from fdsl_app.render.keys import sample_keys
 
 #: FractalDB's category filter: share of non-zero pixels of a 512 px, 100k point, pad 6 point render.
 FILL_THRESHOLD = 0.2

@@ -24,8 +24,8 @@ import numpy as np
 from PIL import Image
 
 from fdsl_app import render
-from fdsl_app.render.keys import sample_keys
 from fdsl_app.families.base import ClassParams, Family
+from fdsl_app.render.keys import sample_keys
 
 FORMATS = ("png", "webdataset")
 PNG_CHUNK = 64  # samples a worker renders and writes per task
