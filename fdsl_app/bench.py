@@ -2,7 +2,7 @@
 
 Each figure warms up once, then times repeated calls until at least :data:`MIN_SECONDS` and :data:`MIN_REPEATS`
 have passed and reports the median call. All rows render one fixed set of accepted FractalDB systems (found with
-:func:`fdsl_app.families.preview.search_fractaldb_systems`), so runs on different machines or builds are comparable.
+:mod:`fdsl_app.families.search`), so runs on different machines or builds are comparable.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ from typing import Any
 import numpy as np
 
 from fdsl_app import render
-from fdsl_app.families import preview
+from fdsl_app.families import create_family
+from fdsl_app.render import reference_numpy
 
 MODES, RASTERS = render.MODES, render.RASTERS
 SIZES = (224, 362, 512)
@@ -29,8 +30,6 @@ MIN_SECONDS = 0.3
 MIN_REPEATS = 3
 N_SYSTEMS = 8
 SYSTEM_SEED = 0
-PAD = 6
-GRAY = 127
 
 
 @dataclass(frozen=True)
@@ -95,92 +94,21 @@ def time_call(fn: Callable[[], object], min_seconds: float | None = None, min_re
 
 
 def bench_systems(count: int = N_SYSTEMS, seed: int = SYSTEM_SEED) -> list[np.ndarray]:
-    """The fixed systems every benchmark renders: the first ``count`` accepted from ``default_rng(seed)``."""
-    return preview.search_fractaldb_systems(count, np.random.default_rng(seed)).systems
+    """The fixed systems every benchmark renders: the first ``count`` FractalDB categories of `seed`."""
+    found = create_family("fractaldb", classes=count).generate(seed).arrays
+    return [system[:n] for system, n in zip(found["params"], found["n_maps"], strict=True)]
 
 
-# --- the baseline: FractalDB's algorithm written plainly in numpy and Python ------------------------------------
+# --- the baseline: FractalDB's algorithm written plainly in numpy and Python (render/reference_numpy.py) ----------
 
 
-def baseline_chain(system: np.ndarray, n_points: int, seed: int = render.REFERENCE_SEED) -> np.ndarray:
-    """The reference chain as a Python loop: origin kept, ``u <= cumsum(p)``, numpy legacy seed 100.
-
-    Returns:
-        ``(2, n_points)`` x and y.
-    """
-    maps = [tuple(float(v) for v in row[:6]) for row in system]
-    bounds = np.cumsum(system[:, 6]).tolist()
-    np.random.seed(seed)
-    # Python floats rather than indexing the numpy array per step: a fair (faster) baseline.
-    rand = np.random.random(n_points).tolist()
-    xs, ys = [0.0] * n_points, [0.0] * n_points
-    x = y = 0.0
-    for i in range(1, n_points):
-        u = rand[i - 1]
-        for bound, (a, b, c, d, e, f) in zip(bounds, maps, strict=True):
-            if u <= bound:
-                x, y = a * x + b * y + e, c * x + d * y + f
-                break
-        xs[i], ys[i] = x, y
-    return np.array([xs, ys])
-
-
-def _drop_nan(key: np.ndarray, other: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The reference's NaN rule: drop every NaN and the 100 points before the first."""
-    nan_index = np.flatnonzero(np.isnan(key))
-    if nan_index.size == 0:
-        return key, other
-    drop = np.concatenate([np.arange(max(0, nan_index[0] - 100), nan_index[0]), nan_index])
-    return np.delete(key, drop), np.delete(other, drop)
-
-
-def _baseline_axis(v: np.ndarray, size: int) -> np.ndarray:
-    """Shift to non-negative, scale the span into ``[pad, size - pad]``, truncate like ``np.uint16``."""
-    if v.min() < 0:
-        v = v - v.min()
-    return (v / (v.max() - v.min()) * (size - 2 * PAD) + PAD).astype(np.uint16).astype(np.intp)
-
-
-def baseline_pixels(chain: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Reference rescale of a chain: ``(rows, columns)`` per point."""
-    xs, ys = _drop_nan(*chain)
-    ys, xs = _drop_nan(ys, xs)
-    return _baseline_axis(ys, size), _baseline_axis(xs, size)
-
-
-_CELL_ROW = np.arange(9) // 3
-_CELL_COL = np.arange(9) % 3
-_BIT = 8 - np.arange(9)  # mask bit of each cell, row-major, MSB top-left
-
-
-def _stamp(image: np.ndarray, rows: np.ndarray, cols: np.ndarray, masks: np.ndarray, overwrite: bool) -> None:
-    """Paste 3x3 patches at (row + 1, col + 1); ``masks`` holds one 9-bit mask per point or one for all."""
-    bits = (np.asarray(masks)[..., None] >> _BIT) & 1
-    flat = ((rows[:, None] + 1 + _CELL_ROW) * image.shape[1] + cols[:, None] + 1 + _CELL_COL).ravel()
-    if overwrite:
-        # Point-major order, so a later point's cells (zeros too) overwrite earlier ones, like PIL's paste.
-        image.ravel()[flat] = np.broadcast_to(bits * GRAY, (len(rows), 9)).ravel()
-    else:
-        image.ravel()[flat[np.broadcast_to(bits, (len(rows), 9)).ravel() == 1]] = GRAY
-
-
-def baseline_draw(rows: np.ndarray, cols: np.ndarray, size: int, raster: str, rng: np.random.Generator) -> np.ndarray:
-    """Draw one gray ``(size, size)`` image of a raster variant with numpy, flipped top-bottom like the reference."""
-    image = np.zeros((size, size), np.uint8)
-    if raster == "point":
-        image[rows, cols] = GRAY
-    elif raster == "patch":
-        _stamp(image, rows, cols, rng.integers(1, 512, len(rows)), overwrite=True)
-    elif raster == "union_patch":
-        _stamp(image, rows, cols, rng.integers(1, 512), overwrite=False)
-    elif raster == "full_patch":
-        _stamp(image, rows, cols, np.int64(511), overwrite=False)
-    elif raster == "density":
-        counts = np.bincount(rows * size + cols, minlength=size * size).reshape(size, size)
-        image[:] = counts * 255 // max(int(counts.max()), 1)
-    else:
-        raise ValueError(f"raster must be one of {', '.join(RASTERS)}, got {raster!r}")
-    return np.flipud(image).copy()
+def baseline_image(
+    chain: tuple[np.ndarray, np.ndarray], size: int, raster: str, rng: np.random.Generator
+) -> np.ndarray:
+    """Rescale and draw one gray image of a reference chain with the numpy reference (masks from `rng`)."""
+    cols, rows = reference_numpy.pixels(*chain, size, size)
+    masks = rng.integers(1, 512, len(cols)) if raster == "patch" else rng.integers(1, 512)
+    return reference_numpy.draw(cols, rows, size, size, raster=raster, masks=masks)
 
 
 class Baseline:
@@ -190,13 +118,13 @@ class Baseline:
 
     def __init__(self, systems: Sequence[np.ndarray]) -> None:
         self.systems = list(systems)
-        self._chains: dict[int, tuple[list[np.ndarray], float]] = {}
+        self._chains: dict[int, tuple[list[tuple[np.ndarray, np.ndarray]], float]] = {}
         self._times: dict[tuple[str, int, int], float] = {}
 
-    def _chain(self, points: int) -> tuple[list[np.ndarray], float]:
+    def _chain(self, points: int) -> tuple[list[tuple[np.ndarray, np.ndarray]], float]:
         if points not in self._chains:
             start = time.perf_counter()
-            chains = [baseline_chain(s, points) for s in self.systems]
+            chains = [reference_numpy.chain(s, points) for s in self.systems]
             self._chains[points] = chains, (time.perf_counter() - start) / len(self.systems)
         return self._chains[points]
 
@@ -209,7 +137,7 @@ class Baseline:
 
             def draw_all() -> None:
                 for chain in chains:
-                    baseline_draw(*baseline_pixels(chain, size), size, raster, rng)
+                    baseline_image(chain, size, raster, rng)
 
             self._times[key] = chain_seconds + time_call(draw_all) / len(chains)
         return self._times[key]
@@ -317,7 +245,7 @@ def render_header(machine: dict[str, Any], settings: RenderSettings) -> str:
         f"Python {versions['python']}.",
         "",
         f"Each figure: median of >= {MIN_REPEATS} timed calls over >= {MIN_SECONDS} s after one warm-up; "
-        f"{N_SYSTEMS} fixed FractalDB systems (fill >= {preview.FILL_THRESHOLD}, seed {SYSTEM_SEED}); gray output; "
+        f"the first {N_SYSTEMS} FractalDB categories of seed {SYSTEM_SEED} (fill >= 0.2); gray output; "
         f"all cores = {threads} threads, >= 4 images per thread.",
     ]
     if settings.baseline:

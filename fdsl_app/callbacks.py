@@ -85,7 +85,7 @@ class SampleGrid(L.Callback):
         if self.done or trainer.global_rank != 0:
             return
         self.done = True
-        from fdsl_app.families.preview import image_grid  # PIL work only once per run
+        from fdsl_app.render.grid import image_grid  # PIL work only once per run
 
         images = batch[0][:64].detach().float().cpu()
         mean = torch.tensor(self.mean).view(1, -1, 1, 1)

@@ -95,8 +95,9 @@ def _run_render(args: argparse.Namespace) -> int:
     layout = result.layout
     say(f"wrote {output}")
     say(f"grid: {layout.rows} rows x {layout.columns} columns of {args.size} px tiles, {width}x{height} px")
-    say(f"IFS systems: {len(result.search.systems)} accepted of {result.search.candidates} candidates searched "
-         f"(fill >= {preview.FILL_THRESHOLD})")  # fmt: skip
+    fill = result.systems.settings["fill_threshold"]
+    say(f"IFS systems: the first {result.systems.num_classes} FractalDB categories of seed {args.seed}, "
+        f"{result.systems.stats['candidates']} candidates searched (fill >= {fill})")
     say(f"elapsed: {time.perf_counter() - start:.2f} s")
     return 0
 

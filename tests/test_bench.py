@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 
 from fdsl_app import bench, cli, render
+from fdsl_app.families import create_family
+from fdsl_app.render import reference_numpy
 
 ROW_FIELDS = {
     "mode", "raster", "size", "points", "seconds_per_image", "ns_per_point", "images_per_s_one_core",
@@ -43,10 +45,7 @@ def test_bench_render_end_to_end(tmp_path, capsys):
         numbers = {k: v for k, v in row.items() if k not in ("mode", "raster")}
         assert all(v > 0 for v in numbers.values()), numbers
         assert row["threads"] == 2 and row["batch"] >= 8 and row["batch"] % 8 == 0
-        assert row["speedup"] == pytest.approx(row["baseline_seconds_per_image"] / row["seconds_per_image"])
-        assert row["ns_per_point"] == pytest.approx(row["seconds_per_image"] / 2000 * 1e9)
-        assert row["images_per_s_one_core"] == pytest.approx(1 / row["seconds_per_image"])
-        assert row["baseline_images_per_s"] == pytest.approx(1 / row["baseline_seconds_per_image"])
+        assert row["speedup"] > 5  # the C++ renderer against a Python-loop chain: far apart on any machine
 
 
 def test_bench_render_without_baseline(capsys):
@@ -66,39 +65,24 @@ def test_bad_bench_flags_name_the_flag(capsys, flag, value):
     assert f"argument {flag}" in capsys.readouterr().err
 
 
-# The baseline is the reference algorithm: where the renderer is deterministic it must agree pixel for pixel.
-
-
-@pytest.fixture(scope="module")
-def systems():
-    return bench.bench_systems(count=3)
+# The baseline is the reference algorithm (render/reference_numpy.py, tested against reference mode in
+# test_render_reference.py): bench render times that same code.
 
 
 @pytest.mark.parametrize("raster", ["point", "full_patch"])
-def test_baseline_draws_what_reference_mode_draws(systems, raster):
+def test_the_baseline_draws_what_reference_mode_draws(raster):
+    systems = bench.bench_systems(count=2)
     size, points = 64, 3000
     params, n_maps = render.pack_systems(systems)
-    ours = render.render_ifs(params, np.empty((3, size, size), np.uint8), n_maps=n_maps, n_points=points, raster=raster)
+    ours = render.render_ifs(params, np.empty((2, size, size), np.uint8), n_maps=n_maps, n_points=points, raster=raster)
     for system, image in zip(systems, ours, strict=True):
-        rows, cols = bench.baseline_pixels(bench.baseline_chain(system, points), size)
-        np.testing.assert_array_equal(bench.baseline_draw(rows, cols, size, raster, np.random.default_rng(0)), image)
+        chain = reference_numpy.chain(system, points)
+        assert np.array_equal(bench.baseline_image(chain, size, raster, np.random.default_rng(0)), image)
 
 
-def test_baseline_patch_is_last_writer_wins(systems):
-    size, points = 40, 400
-    rows, cols = bench.baseline_pixels(bench.baseline_chain(systems[0], points), size)
-    got = bench.baseline_draw(rows, cols, size, "patch", np.random.default_rng(7))
-    # The same masks, pasted one point at a time with their zeros, like the reference's PIL paste.
-    masks = np.random.default_rng(7).integers(1, 512, len(rows))
-    want = np.zeros((size, size), np.uint8)
-    for r, c, m in zip(rows, cols, masks, strict=True):
-        want[r + 1 : r + 4, c + 1 : c + 4] = [[bench.GRAY * int(b) for b in f"{m:09b}"[i : i + 3]] for i in (0, 3, 6)]
-    np.testing.assert_array_equal(got, np.flipud(want))
-
-
-def test_baseline_density_peaks_at_255(systems):
-    rows, cols = bench.baseline_pixels(bench.baseline_chain(systems[1], 2000), 32)
-    image = bench.baseline_draw(rows, cols, 32, "density", np.random.default_rng(0))
-    hit = np.zeros((32, 32), bool)
-    hit[rows, cols] = True
-    assert image.max() == 255 and not np.flipud(image)[~hit].any()
+def test_bench_systems_are_the_first_fractaldb_categories():
+    systems = bench.bench_systems(count=3)
+    found = create_family("fractaldb", classes=3).generate(bench.SYSTEM_SEED).arrays
+    assert all(np.array_equal(s, p[:n]) for s, p, n in zip(systems, found["params"], found["n_maps"], strict=True))
+    params, n_maps = render.pack_systems(systems)
+    assert (render.fill_rate(params, n_maps=n_maps) >= 0.2).all()

@@ -18,11 +18,11 @@ from torch.utils.data import DataLoader
 import fdsl_app.families
 from fdsl_app.data import datamodule as datamodule_module
 from fdsl_app.data.datamodule import FormulaDataModule
-from fdsl_app.data.synthetic import EpochSampler, FormulaDataset, collate_samples, decode_index, encode_index
-from fdsl_app.families import ClassParams, Family, create_family, family_class, list_families, register_family
+from fdsl_app.data.synthetic import EpochSampler, FormulaDataset, collate_samples
+from fdsl_app.families import ClassParams, create_family, family_class, list_families, register_family
+from fdsl_app.families.ifs import IfsFamily, IfsRenderSettings
 from fdsl_app.families.params_io import save_params
-from fdsl_app.render import pack_systems, render_ifs
-from fdsl_app.render.keys import derive
+from fdsl_app.render import pack_systems
 
 TEST_FAMILY = "_test_ifs"
 
@@ -36,26 +36,26 @@ _SYSTEMS = [
 
 
 @dataclass
-class TinyIFSSettings:
+class TinyIFSSettings(IfsRenderSettings):
     """Settings of the test family."""
 
     classes: int = 3
     instances: int = 2
     image_size: int = 32
     n_points: int = 2000
-    color: bool = False
+    mode: str = "fast"
 
 
 @register_family
-class TinyIFS(Family):
+class TinyIFS(IfsFamily):
     """A tiny IFS family: fixed systems, fast mode, patch raster; the key seeds chains and masks, so epochs differ."""
 
     name = TEST_FAMILY
     Settings = TinyIFSSettings
 
     def validate(self) -> None:
-        if not 1 <= self.settings.classes <= len(_SYSTEMS):
-            raise ValueError(f"classes must be in 1..{len(_SYSTEMS)}, got {self.settings.classes}")
+        super().validate()
+        self.require(1 <= self.settings.classes <= len(_SYSTEMS), "classes", f"in 1..{len(_SYSTEMS)}")
 
     @property
     def num_classes(self) -> int:
@@ -69,21 +69,13 @@ class TinyIFS(Family):
         params, n_maps = pack_systems(_SYSTEMS[: self.settings.classes])
         return ClassParams(self.name, self.describe(), seed, {"params": params, "n_maps": n_maps})
 
-    def render(
-        self,
-        params: ClassParams,
-        classes: np.ndarray,
-        instances: np.ndarray,
-        keys: np.ndarray,
-        out: np.ndarray,
-        *,
-        threads: int | None = None,
-    ) -> np.ndarray:
-        return render_ifs(
-            params.arrays["params"][classes], out, seeds=derive(keys, 0), patch_seeds=derive(keys, 1),
-            n_maps=params.arrays["n_maps"][classes], n_points=self.settings.n_points, mode="fast", raster="patch",
-            color=self.settings.color, flips=instances % 4, threads=threads,
-        )  # fmt: skip
+    def systems(self, params: ClassParams, classes: np.ndarray, instances: np.ndarray) -> tuple:
+        return params.arrays["params"][classes], params.arrays["n_maps"][classes], instances % 4
+
+
+def encode_index(epoch: int, index: int, length: int) -> int:
+    """The global index an EpochSampler yields for sample `index` of `epoch` (see fdsl_app.data.synthetic)."""
+    return epoch * length + index
 
 
 def make_dataset(samples_per_epoch: int | None = None, *, seed: int = 7, **settings: Any) -> FormulaDataset:
@@ -179,7 +171,7 @@ def test_samples_per_epoch_wraps_around_classes() -> None:
     # The second pass draws the same (class, instance) afresh: the key is per position, not per base index.
     assert base[0] == base[6] and not torch.equal(images[0], images[6])
     # Epoch 1 starts at global index 13 and continues the walk where epoch 0 stopped.
-    assert decode_index(13, len(dataset)) == (1, 0)
+    assert divmod(13, len(dataset)) == (1, 0)
     assert dataset.labels([13]).tolist() == [13 * dataset.stride % 6 // 2]
 
 
@@ -275,7 +267,7 @@ def test_sampler_shuffles_per_epoch_deterministically() -> None:
     orders = []
     for epoch in (0, 1, 0):
         sampler.set_epoch(epoch)
-        orders.append([decode_index(index, 20) for index in sampler])
+        orders.append([divmod(index, 20) for index in sampler])
     assert orders[0] == orders[2] and orders[0] != orders[1]
     assert {e for e, _ in orders[1]} == {1}
     sequential = EpochSampler(range(5), shuffle=False, epoch=2)

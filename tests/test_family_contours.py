@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from fdsl_app import render
 from fdsl_app.families import create_family, list_families, load_params, save_params
-from fdsl_app.families.contours import FIELD
+from fdsl_app.families.contours import FIELD, sample_rcdb_params, sample_visualatom_params
 from fdsl_app.render.keys import sample_keys
 
 INSTANCE_FIELDS = {
@@ -92,10 +93,10 @@ def test_parameter_file_round_trip_and_compatibility(tmp_path):
 @pytest.mark.parametrize(
     "settings, error, match",
     [
-        (dict(classes=0), ValueError, "rcdb.classes must be an integer >= 1"),
-        (dict(instances=0), ValueError, "rcdb.instances must be an integer >= 1"),
-        (dict(image_size=4), ValueError, "rcdb.image_size must be an integer >= 8"),
-        (dict(image_size=10_000), ValueError, "image_size must be <= 8192"),
+        (dict(classes=0), ValueError, "rcdb setting classes=0 is not allowed: it must be an int >= 1"),
+        (dict(instances=0), ValueError, "rcdb setting instances=0 is not allowed: it must be an int >= 1"),
+        (dict(image_size=4), ValueError, "rcdb setting image_size=4 is not allowed: it must be an int in 8..8192"),
+        (dict(image_size=10_000), ValueError, "rcdb setting image_size=10000 is not allowed: it must be an int in 8"),
         (dict(clases=3), ValueError, "rcdb has no setting 'clases' \\(did you mean 'classes'\\?\\)"),
         (dict(classes="many"), TypeError, "rcdb.classes must be int, got str"),
         (dict(color=1), TypeError, "rcdb.color must be bool"),
@@ -109,3 +110,59 @@ def test_bad_settings_raise_naming_them(settings, error, match):
 def test_unknown_family_lists_the_known_ones():
     with pytest.raises(ValueError, match="unknown family 'rcbd' \\(did you mean 'rcdb'\\?\\); known families: .*rcdb"):
         create_family("rcbd")
+
+
+# --- the class samplers -------------------------------------------------------------------------------------------
+
+
+def _fields(rows: np.ndarray) -> dict[str, np.ndarray]:
+    return {name: rows[:, i] for i, name in enumerate(render.CONTOUR_FIELDS)}
+
+
+def _is_int(v: np.ndarray) -> bool:
+    return bool((v == np.round(v)).all())
+
+
+def test_rcdb_params_are_in_the_published_ranges():
+    f = _fields(np.stack([sample_rcdb_params(np.random.default_rng(s)) for s in range(300)]))
+    assert f["n_vertices"].min() >= 3 and f["n_vertices"].max() <= 200 and _is_int(f["n_vertices"])
+    assert f["n_contours"].min() >= 1 and f["n_contours"].max() <= 200 and _is_int(f["n_contours"])
+    assert 0 <= f["perlin_amp"].min() and f["perlin_amp"].max() < 4
+    assert 0 <= f["line_width"].min() and f["line_width"].max() < 0.1
+    assert 0 <= f["radius"].min() and f["radius"].max() <= 100 and _is_int(f["radius"])
+    for axis in ("x", "y"):
+        assert 1 <= f[f"oval_{axis}"].min() and f[f"oval_{axis}"].max() < 2
+        assert 56 <= f[f"center_{axis}"].min() and f[f"center_{axis}"].max() <= 456 and _is_int(2 * f[f"center_{axis}"])
+    assert (f["freq1"] == 0).all() and (f["freq2"] == 0).all()
+
+
+def test_visualatom_params_are_in_the_published_ranges():
+    f = _fields(np.stack([sample_visualatom_params(np.random.default_rng(s)) for s in range(300)]))
+    assert f["n_vertices"].min() >= 200 and f["n_vertices"].max() <= 1000 and _is_int(f["n_vertices"])
+    assert f["n_contours"].min() >= 1 and f["n_contours"].max() <= 200
+    assert 10 <= f["radius"].min() and f["radius"].max() <= 60 and _is_int(f["radius"])
+    assert 0 <= f["center_x"].min() and f["center_x"].max() <= 512
+    for n in ("freq1", "freq2"):
+        assert f[n].min() >= 0 and f[n].max() <= 20 and _is_int(f[n])
+    assert ((f["freq1"] != f["freq2"]) | (f["freq1"] == 0)).all()
+
+
+@pytest.mark.parametrize("sampler", [sample_rcdb_params, sample_visualatom_params])
+def test_samplers_are_deterministic_for_a_seed(sampler):
+    a = [sampler(np.random.default_rng(11)) for _ in range(3)]
+    b = [sampler(np.random.default_rng(11)) for _ in range(3)]
+    for x, y in zip(a, b, strict=True):
+        np.testing.assert_array_equal(x, y)
+    assert not all(np.array_equal(x, sampler(np.random.default_rng(12))) for x in a)
+
+
+def test_sampled_contours_render():
+    rng = np.random.default_rng(0)
+    for sample, style, background in [
+        (sample_rcdb_params, "rcdb", 255),
+        (sample_visualatom_params, "visualatom", 0),
+    ]:
+        params = np.stack([sample(rng) for _ in range(4)])
+        out = render.render_contours(params, np.empty((4, 32, 32), np.uint8), seeds=0, style=style)
+        drawn = (out != background).reshape(4, -1).any(axis=1)
+        assert drawn.sum() >= 3, f"{style}: sampled contours should mostly land on the canvas"

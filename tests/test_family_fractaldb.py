@@ -10,13 +10,10 @@ import pytest
 
 from fdsl_app import render
 from fdsl_app.families import create_family, list_families, load_params, save_params
-from fdsl_app.families.fractaldb import (
-    IDENTITY_ROW,
-    SEARCH_BATCH,
-    FractalDB,
-    read_fractaldb_csv_folder,
-    weight_table,
-)
+from fdsl_app.families.fractaldb import IDENTITY_ROW, FractalDB, weight_table
+from fdsl_app.families.fractaldb_csv import read_fractaldb_csv_folder
+from fdsl_app.families.sampling import fractaldb_candidates
+from fdsl_app.families.search import SEARCH_BATCH
 from fdsl_app.render.keys import derive, sample_keys
 
 #: A search that takes milliseconds: 128 px, 5000 points, fill 0.1 (about a third of candidates pass).
@@ -97,7 +94,7 @@ def test_every_category_meets_the_fill_threshold(family, params):
 
 
 def test_the_categories_are_the_first_candidates_that_pass(family, params):
-    candidates, n_maps = family.candidates(7, 0)
+    candidates, n_maps = family.category_search().candidates(7, 0)
     fill = render.fill_rate(candidates, n_maps=n_maps, n_points=5000, size=128, pad=6)
     first = np.flatnonzero(fill >= 0.1)[:3]
     assert np.array_equal(params.arrays["candidate"], first)
@@ -271,9 +268,7 @@ def _write(path: Path, rows: list[list[float]] | str) -> Path:
 
 
 def _system(rng: np.random.Generator, n: int) -> np.ndarray:
-    coefs = rng.uniform(-1, 1, size=(n, 6))
-    det = np.abs(coefs[:, 0] * coefs[:, 3] - coefs[:, 1] * coefs[:, 2])
-    return np.column_stack([coefs, det / det.sum()])
+    return fractaldb_candidates(rng, 1, min_maps=n, max_maps=n)[0][0]
 
 
 def test_csv_folder_reads_the_published_format_in_file_name_order(tmp_path):

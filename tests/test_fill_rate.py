@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import numpy as np
-import reference_render as ref
 
 from fdsl_app import render
+from fdsl_app.families.sampling import fractaldb_candidates
+from fdsl_app.render import reference_numpy as ref
 
 
 def test_fill_rate_counts_lit_pixels_of_the_reference_render():
     rng = np.random.default_rng(3)
-    params, n_maps = render.pack_systems([ref.fractaldb_system(rng, int(rng.integers(2, 8))) for _ in range(20)])
+    params, n_maps = fractaldb_candidates(rng, 20)
     rates = render.fill_rate(params, n_maps=n_maps, n_points=5000, size=128, pad=6)
     images = render.render_ifs(params, np.empty((20, 128, 128), np.uint8), n_maps=n_maps, n_points=5000)
     assert np.array_equal(rates, (images > 0).mean(axis=(1, 2)))
@@ -18,10 +19,10 @@ def test_fill_rate_counts_lit_pixels_of_the_reference_render():
 
 def test_fill_rate_matches_the_numpy_reference_at_the_search_settings():
     rng = np.random.default_rng(4)
-    system = ref.fractaldb_system(rng, 3)
+    system = fractaldb_candidates(rng, 1, min_maps=3, max_maps=3)[0][0]
     xs, ys = ref.chain(system, 100_000)
     cols, rows = ref.pixels(xs, ys, 512, 512, pad=6)
-    expected = (ref.draw_point(cols, rows, 512, 512)[..., 0] > 0).mean()
+    expected = (ref.draw(cols, rows, 512, 512) > 0).mean()
     assert render.fill_rate(system[None])[0] == expected
 
 

@@ -7,14 +7,15 @@ import time
 
 import numpy as np
 import pytest
-import reference_render as ref
 
 from fdsl_app import render
+from fdsl_app.families.sampling import fractaldb_candidates
 
 
 def _mixed_batch(count: int = 9) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(11)
-    return render.pack_systems([ref.fractaldb_system(rng, int(rng.integers(2, 9))) for _ in range(count)])
+    params, n_maps = fractaldb_candidates(rng, count, min_maps=2, max_maps=8)
+    return params, n_maps
 
 
 @pytest.mark.parametrize("mode, raster", [("reference", "patch"), ("fast", "patch"), ("fast", "density")])

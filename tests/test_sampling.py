@@ -98,14 +98,36 @@ def test_negative_translation_raises() -> None:
         sampling.sample_system(np.random.default_rng(0), 2, 3.5, translation=-1.0)
 
 
-def test_fractaldb_raw_system() -> None:
-    system = sampling.fractaldb_raw_system(np.random.default_rng(0), 5, param_range=0.7)
-    assert system.shape == (5, 7)
-    assert np.abs(system[:, :6]).max() <= 0.7
-    det = np.abs(system[:, 0] * system[:, 3] - system[:, 1] * system[:, 2])
-    np.testing.assert_allclose(system[:, 6], det / det.sum())
-    with pytest.raises(ValueError, match="param_range"):
-        sampling.fractaldb_raw_system(np.random.default_rng(0), 2, param_range=0.0)
+def test_fractaldb_candidates_follow_the_reference_distribution() -> None:
+    params, n_maps = sampling.fractaldb_candidates(np.random.default_rng(3), 600, param_range=0.7)
+    assert params.shape == (600, 7, 7) and n_maps.dtype == np.int32 and set(n_maps) == set(range(2, 8))
+    for system, n in zip(params, n_maps, strict=True):
+        assert not system[n:].any() and np.abs(system[:n, :6]).max() <= 0.7
+        det = np.abs(system[:n, 0] * system[:n, 3] - system[:n, 1] * system[:n, 2])
+        np.testing.assert_allclose(system[:n, 6], det / det.sum())
+    coefs = params[..., :6][np.arange(7) < n_maps[:, None]]
+    assert abs(coefs.mean()) < 0.02 and abs(coefs.std() - 0.7 / np.sqrt(3)) < 0.01  # U(-0.7, 0.7)
+
+
+def test_fractaldb_candidates_are_a_pure_function_of_the_generator() -> None:
+    a = sampling.fractaldb_candidates(np.random.default_rng(11), 5, min_maps=3, max_maps=4)
+    b = sampling.fractaldb_candidates(np.random.default_rng(11), 5, min_maps=3, max_maps=4)
+    c = sampling.fractaldb_candidates(np.random.default_rng(12), 5, min_maps=3, max_maps=4)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True)) and not np.array_equal(a[0], c[0])
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [({"param_range": 0.0}, "param_range"), ({"min_maps": 0}, "n_maps"),
+                                               ({"min_maps": 4, "max_maps": 3}, "max_maps")])  # fmt: skip
+def test_fractaldb_candidates_refuse_bad_ranges(kwargs, match) -> None:
+    with pytest.raises(ValueError, match=match):
+        sampling.fractaldb_candidates(np.random.default_rng(0), 2, **kwargs)
+
+
+def test_padded_all_singular_systems_get_uniform_probabilities_over_their_maps() -> None:
+    systems = np.zeros((2, 4, 7))
+    systems[1, :2, :4] = [[1, 0, 0, 2], [0, 1, 1, 0]]  # |det| 2 and 1
+    p = sampling.det_probabilities(systems, n_maps=np.array([3, 2]))
+    np.testing.assert_allclose(p, [[1 / 3, 1 / 3, 1 / 3, 0], [2 / 3, 1 / 3, 0, 0]])
 
 
 def test_all_singular_maps_get_uniform_probabilities() -> None:

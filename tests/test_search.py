@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from fdsl_app.families import ClassParams, create_family, load_params, save_params
-from fdsl_app.families.search import format_stats, partial_path, run_search
+from fdsl_app.families.search import CategorySearch, format_stats, partial_path, run_search
 
 #: About a third of candidates pass at these settings; 40 classes need two batches of candidates.
 SMALL = {"search_size": 128, "search_points": 5000, "fill_threshold": 0.1}
@@ -20,19 +20,19 @@ def _same(a: ClassParams, b: ClassParams) -> bool:
     return arrays_equal and same_counts and (a.family, a.seed) == (b.family, b.seed)
 
 
-def _interrupt_after(family, steps: int, monkeypatch, seen: list | None = None) -> None:
-    """Make the family's search raise KeyboardInterrupt after `steps` batches, as Ctrl-C would."""
-    original = family.search_steps
+def _interrupt_after(steps: int, monkeypatch, seen: list | None = None) -> None:
+    """Make category searches raise KeyboardInterrupt after `steps` batches, as Ctrl-C would."""
+    original = CategorySearch.steps
 
-    def steps_then_interrupt(state):
-        for done, new_state in enumerate(original(state), 1):
+    def steps_then_interrupt(search, state):
+        for done, new_state in enumerate(original(search, state), 1):
             if seen is not None:
                 seen.append(new_state)
             yield new_state
             if done == steps:
                 raise KeyboardInterrupt
 
-    monkeypatch.setattr(family, "search_steps", steps_then_interrupt)
+    monkeypatch.setattr(CategorySearch, "steps", steps_then_interrupt)
 
 
 def test_run_search_writes_what_generate_returns(tmp_path):
@@ -72,7 +72,7 @@ def test_resume_continues_from_the_saved_state(tmp_path):
 def test_resume_after_ctrl_c_equals_an_uninterrupted_search(tmp_path, monkeypatch):
     family = create_family("fractaldb", classes=100, **SMALL)
     seen: list = []
-    _interrupt_after(family, 1, monkeypatch, seen)
+    _interrupt_after(1, monkeypatch, seen)
     with pytest.raises(KeyboardInterrupt):
         run_search(family, 9, tmp_path / "out", progress=False, checkpoint_every=3600)
     saved = load_params(partial_path(tmp_path / "out"))
@@ -84,16 +84,16 @@ def test_resume_after_ctrl_c_equals_an_uninterrupted_search(tmp_path, monkeypatc
 def test_checkpoints_are_written_while_searching(tmp_path, monkeypatch):
     family = create_family("fractaldb", classes=100, **SMALL)
     partial = partial_path(tmp_path / "out")
-    _interrupt_after(family, 2, monkeypatch)
+    _interrupt_after(2, monkeypatch)
     seen_on_disk = []
-    original = family.search_steps
+    original = CategorySearch.steps
 
-    def watch(state):
-        for new_state in original(state):
+    def watch(search, state):
+        for new_state in original(search, state):
             seen_on_disk.append(partial.exists())
             yield new_state
 
-    monkeypatch.setattr(family, "search_steps", watch)
+    monkeypatch.setattr(CategorySearch, "steps", watch)
     with pytest.raises(KeyboardInterrupt):
         run_search(family, 9, tmp_path / "out", progress=False, checkpoint_every=0)
     assert seen_on_disk == [False, True]  # written after the first batch, before the second

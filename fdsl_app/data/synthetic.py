@@ -48,16 +48,6 @@ Sample = tuple[torch.Tensor, int]
 _MAX_SEED = 2**64
 
 
-def encode_index(epoch: int, index: int, length: int) -> int:
-    """The global index a sampler yields for sample `index` of `epoch` of a dataset of `length` samples."""
-    return epoch * length + index
-
-
-def decode_index(global_index: int, length: int) -> tuple[int, int]:
-    """``(epoch, index within the epoch)`` of a global index (inverse of :func:`encode_index`)."""
-    return divmod(global_index, length)
-
-
 class FormulaDataset(Dataset[Sample]):
     """Samples of a formula family, rendered on demand; see the module docstring for the index scheme.
 

@@ -3,8 +3,8 @@
 A family (FractalDB, OFDB, 1p-frac, RCDB, ...) is a class with a ``Settings`` dataclass. ``generate(seed)`` turns a
 seed into :class:`ClassParams` (the numbers that define every class: IFS maps, contour parameters), the same on
 every machine. ``render(params, classes, instances, keys, out)`` draws samples: ``classes``/``instances`` say which
-image of the dataset, ``keys`` (one 64-bit value per sample, from ``fdsl_app.render.keys``) supply every random choice
-that varies between epochs (patch masks, noise). The dataset maps its global index ``i`` to
+image of the dataset, ``keys`` (one 64-bit value per sample, from :mod:`fdsl_app.render.keys`) supply every random
+choice that varies between epochs (patch masks, noise). The dataset maps its global index ``i`` to
 ``class = i // instances_per_class`` and ``instance = i % instances_per_class``.
 """
 
@@ -66,7 +66,13 @@ class Family(ABC):
         return False
 
     def validate(self) -> None:  # noqa: B027 - optional hook
-        """Raise ValueError naming the setting when the settings are impossible."""
+        """Raise ValueError naming the setting when the settings are impossible (see :meth:`require`)."""
+
+    def require(self, ok: bool, setting: str, allowed: str) -> None:
+        """ValueError naming `setting`, its value and what it must be, unless `ok`."""
+        if not ok:
+            value = getattr(self.settings, setting)
+            raise ValueError(f"{self.name} setting {setting}={value!r} is not allowed: it must be {allowed}")
 
     @property
     @abstractmethod

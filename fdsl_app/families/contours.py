@@ -18,7 +18,7 @@ from fdsl_app import render
 from fdsl_app.families.base import ClassParams, Family
 from fdsl_app.families.params_io import package_version
 from fdsl_app.families.registry import register_family
-from fdsl_app.render.keys import derive, splitmix64
+from fdsl_app.render.keys import derive, splitmix64, uniforms
 
 CANVAS = 512  # the reference canvas, in whose pixels all geometry is given
 FIELD = {name: i for i, name in enumerate(render.CONTOUR_FIELDS)}
@@ -62,12 +62,6 @@ def sample_visualatom_params(rng: np.random.Generator) -> np.ndarray:
     )  # fmt: skip
 
 
-def _uniforms(keys: np.ndarray, count: int) -> np.ndarray:
-    """`count` uniform doubles in [0, 1) per key, (B, count)."""
-    streams = np.stack([derive(keys, s) for s in range(count)], axis=1)
-    return (streams >> np.uint64(11)).astype(np.float64) * 2.0**-53
-
-
 @dataclass
 class ContourSettings:
     """Settings of a contour family (defaults: the published scripts)."""
@@ -93,11 +87,9 @@ class ContourFamily(Family):
 
     def validate(self) -> None:
         s = self.settings
-        for name, low in (("classes", 1), ("instances", 1), ("image_size", 8)):
-            if not isinstance(getattr(s, name), int) or getattr(s, name) < low:
-                raise ValueError(f"{self.name}.{name} must be an integer >= {low}, got {getattr(s, name)!r}")
-        if s.image_size > 8192:
-            raise ValueError(f"{self.name}.image_size must be <= 8192, got {s.image_size}")
+        self.require(s.classes >= 1, "classes", "an int >= 1")
+        self.require(s.instances >= 1, "instances", "an int >= 1")
+        self.require(8 <= s.image_size <= render.MAX_SIDE, "image_size", f"an int in 8..{render.MAX_SIDE}")
 
     @property
     def num_classes(self) -> int:
@@ -124,7 +116,7 @@ class ContourFamily(Family):
             ids = classes[moved].astype(np.uint64) * n + instances[moved].astype(np.uint64)
             keys = splitmix64(splitmix64(np.uint64(params.seed)) ^ splitmix64(ids))
             sub = rows[moved]
-            self.instance_geometry(sub, _uniforms(keys, 5))
+            self.instance_geometry(sub, uniforms(keys, range(5)))
             rows[moved] = sub
         return rows
 

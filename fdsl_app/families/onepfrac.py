@@ -31,17 +31,15 @@ import math
 import sys
 import time
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
 from fdsl_app.families import sampling
-from fdsl_app.families.base import ClassParams, Family
-from fdsl_app.families.ifs import IfsRenderSettings, check_render_settings, render_systems
+from fdsl_app.families.base import ClassParams
+from fdsl_app.families.ifs import IfsFamily, IfsRenderSettings
 from fdsl_app.families.params_io import package_version
 from fdsl_app.families.registry import register_family
 from fdsl_app.render import MAX_MAPS, REFERENCE_SEED, render_ifs
-from fdsl_app.render.formula_space import FormulaAugment
 
 PERTURBATIONS = ("multiplicative", "additive")
 
@@ -90,7 +88,7 @@ class OnePFracSettings(IfsRenderSettings):
 
 
 @register_family
-class OnePFrac(Family):
+class OnePFrac(IfsFamily):
     """1p-frac: perturbed copies of one sigma-factor fractal, one image per class (see the module docstring)."""
 
     name = "onepfrac"
@@ -98,12 +96,16 @@ class OnePFrac(Family):
 
     def validate(self) -> None:
         s = self.settings
-        _require(s.classes >= 2, "classes", s.classes, ">= 2 (one class is not a classification task)")
+        self.require(s.classes >= 2, "classes", ">= 2 (one class is not a classification task)")
         # The renderer draws 2..8 maps (one map's chaos game is a single fixed point, not a fractal).
-        _require(2 <= s.n_maps <= MAX_MAPS, "n_maps", s.n_maps, f"in 2..{MAX_MAPS}")
-        _require(s.perturbation in PERTURBATIONS, "perturbation", s.perturbation, f"one of {PERTURBATIONS}")
-        _check_delta(s.delta, s.perturbation)
-        _require(math.isfinite(s.sigma_window) and s.sigma_window >= 0, "sigma_window", s.sigma_window, ">= 0")
+        self.require(2 <= s.n_maps <= MAX_MAPS, "n_maps", f"in 2..{MAX_MAPS}")
+        self.require(s.perturbation in PERTURBATIONS, "perturbation", f"one of {PERTURBATIONS}")
+        if s.perturbation == "multiplicative":
+            self.require(math.isfinite(s.delta) and 0 < s.delta <= 1, "delta", "in (0, 1] with perturbation="
+                         "'multiplicative' (factors U(1 - delta, 1 + delta) must not flip signs)")  # fmt: skip
+        else:
+            self.require(math.isfinite(s.delta) and s.delta > 0, "delta", "> 0")
+        self.require(math.isfinite(s.sigma_window) and s.sigma_window >= 0, "sigma_window", ">= 0")
         lo, hi = s.sigma - s.sigma_window, s.sigma + s.sigma_window
         if not (math.isfinite(s.sigma) and 0 < lo and hi <= 3 * s.n_maps):
             raise ValueError(
@@ -111,13 +113,9 @@ class OnePFrac(Family):
                 f"N={s.n_maps} maps (n_maps) reach only (0, {3 * s.n_maps}]; the usual choice for N={s.n_maps} is "
                 f"sigma in {sampling.default_sigma_range(s.n_maps)} (1p-frac uses 3.5 with N=2)"
             )
-        _require(0 <= s.fill_threshold < 1, "fill_threshold", s.fill_threshold, "in [0, 1)")
-        _require(s.max_redraws >= 0, "max_redraws", s.max_redraws, ">= 0")
-        check_render_settings(self.name, s)
-
-    @property
-    def formula_augment(self) -> bool:
-        return self.settings.mode == "fast"
+        self.require(0 <= s.fill_threshold < 1, "fill_threshold", "in [0, 1)")
+        self.require(s.max_redraws >= 0, "max_redraws", ">= 0")
+        super().validate()
 
     @property
     def num_classes(self) -> int:
@@ -218,20 +216,10 @@ class OnePFrac(Family):
             f"delta or a larger sigma"
         )
 
-    def render(
-        self,
-        params: ClassParams,
-        classes: np.ndarray,
-        instances: np.ndarray,
-        keys: np.ndarray,
-        out: np.ndarray,
-        *,
-        threads: int | None = None,
-        augment: FormulaAugment | None = None,
-    ) -> np.ndarray:
-        classes, _, keys = self.check_batch(params, classes, instances, keys, out)
-        systems, n_maps = params.arrays["params"][classes], params.arrays["n_maps"][classes]
-        return render_systems(self.settings, systems, n_maps, keys, out, threads=threads, augment=augment)
+    def systems(
+        self, params: ClassParams, classes: np.ndarray, instances: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, int]:
+        return params.arrays["params"][classes], params.arrays["n_maps"][classes], 0
 
 
 def measure_fill(params: np.ndarray, *, threads: int | None = None) -> np.ndarray:
@@ -256,20 +244,3 @@ def measure_fill(params: np.ndarray, *, threads: int | None = None) -> np.ndarra
         )
         fill[lo : lo + len(chunk)] = (img > 1).mean(axis=(1, 2))
     return fill
-
-
-def _check_delta(delta: float, perturbation: str) -> None:
-    if perturbation == "multiplicative":
-        _require(
-            math.isfinite(delta) and 0 < delta <= 1,
-            "delta",
-            delta,
-            "in (0, 1] with perturbation='multiplicative' (factors U(1 - delta, 1 + delta) must not flip signs)",
-        )
-    else:
-        _require(math.isfinite(delta) and delta > 0, "delta", delta, "> 0")
-
-
-def _require(ok: bool, setting: str, value: Any, allowed: str) -> None:
-    if not ok:
-        raise ValueError(f"onepfrac setting {setting}={value!r} is invalid: it must be {allowed}")

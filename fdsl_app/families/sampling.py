@@ -1,4 +1,4 @@
-"""Random iterated function systems: Anderson & Farrell's sigma-factor sampler and FractalDB's raw sampler.
+"""Random iterated function systems: Anderson & Farrell's sigma-factor sampler and FractalDB's candidate sampler.
 
 Anderson & Farrell ("Improving Fractal Pre-training", WACV'22) build each map from its singular values,
 ``A_i = U_i diag(s_i1, s_i2) V_i`` with ``0 <= s_i2 <= s_i1 <= 1``, and control how the system looks by its
@@ -170,31 +170,47 @@ def _rotation_reflection(rng: np.random.Generator, n_maps: int) -> np.ndarray:
     return rotation * signs[:, None, :]  # right-multiplying by diag(signs) scales the columns
 
 
-def det_probabilities(system: np.ndarray) -> np.ndarray:
-    """The FractalDB/Anderson map probabilities of an ``(N, >=4)`` system: ``|det A_i|`` normalised.
+def det_probabilities(systems: np.ndarray, n_maps: np.ndarray | None = None) -> np.ndarray:
+    """The FractalDB/Anderson map probabilities: ``|det A_i|`` normalised over each system's maps.
 
-    Every map singular (all determinants 0) gives uniform probabilities instead of a division by zero.
-    """
-    det = np.abs(system[:, 0] * system[:, 3] - system[:, 1] * system[:, 2])
-    total = det.sum()
-    return det / total if total > 0 else np.full(len(det), 1.0 / len(det))
-
-
-def fractaldb_raw_system(rng: np.random.Generator, n_maps: int, param_range: float = 1.0) -> np.ndarray:
-    """A FractalDB candidate system: every a..f ~ U(-param_range, param_range), p = |det| normalised.
-
-    No contractivity check (FractalDB has none; its category search filters candidates by fill rate instead).
+    Args:
+        systems: ``(..., K, >=4)`` rows starting ``a b c d``; rows past a system's map count must be zero.
+        n_maps: maps of each system ``(...)``; default K.
 
     Returns:
-        ``(n_maps, 7)`` float64 rows ``a b c d e f p``.
+        ``(..., K)``; a system whose maps are all singular (zero determinants) gets uniform probabilities over its
+        maps instead of a division by zero.
     """
-    _check_n_maps(n_maps)
+    systems = np.asarray(systems, np.float64)
+    det = np.abs(systems[..., 0] * systems[..., 3] - systems[..., 1] * systems[..., 2])
+    count = det.shape[-1] if n_maps is None else np.asarray(n_maps)[..., None]
+    uniform = (np.arange(det.shape[-1]) < count) / count
+    total = det.sum(axis=-1, keepdims=True)
+    return np.where(total > 0, det / np.where(total > 0, total, 1.0), uniform)
+
+
+def fractaldb_candidates(
+    rng: np.random.Generator, count: int, *, min_maps: int = 2, max_maps: int = 7, param_range: float = 1.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """FractalDB's candidate systems (fdsl-spec 2.1): N ~ U{min_maps..max_maps} maps, every a..f ~ U(-r, r), p from
+    ``|det A|``. No contractivity check: FractalDB's category search filters candidates by fill rate instead.
+
+    The draws, in this order: `count` map counts, then ``(count, max_maps, 6)`` coefficients (rows past a
+    candidate's N are drawn and zeroed, so a candidate never depends on another's N).
+
+    Returns:
+        ``params`` ``(count, max_maps, 7)`` float64 rows ``a b c d e f p`` (rows past N zero) and ``n_maps``
+        ``(count,)`` int32, the layout :func:`fdsl_app.render.render_ifs` takes.
+    """
+    _check_n_maps(min_maps)
+    if not min_maps <= max_maps:
+        raise ValueError(f"max_maps must be >= min_maps ({min_maps}), got {max_maps}")
     if not np.isfinite(param_range) or param_range <= 0:
         raise ValueError(f"param_range must be a finite number > 0, got {param_range}")
-    system = np.empty((n_maps, 7))
-    system[:, :6] = rng.uniform(-param_range, param_range, (n_maps, 6))
-    system[:, 6] = det_probabilities(system)
-    return system
+    n_maps = rng.integers(min_maps, max_maps + 1, size=count).astype(np.int32)
+    coefs = rng.uniform(-param_range, param_range, size=(count, max_maps, 6))
+    coefs[np.arange(max_maps) >= n_maps[:, None]] = 0.0
+    return np.concatenate([coefs, det_probabilities(coefs, n_maps)[..., None]], axis=-1), n_maps
 
 
 def _check_n_maps(n_maps: int) -> None:

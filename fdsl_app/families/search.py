@@ -1,39 +1,240 @@
-"""``fdsl_app search``: generate a family's class parameters into a parameter file, restartably.
+"""FractalDB's category search, and ``fdsl_app search``: a family's class parameters into a file, restartably.
 
-A category search (FractalDB, OFDB) can take an hour. While it runs, :func:`run_search` saves its state every few
-seconds to ``<output stem>.partial.npz`` next to the output; a later run with the same family, settings and seed
-continues from there (searches draw candidate batch ``b`` from ``SeedSequence([seed, b])``, so resuming skips the
-examined candidates without redrawing them) and gives exactly the parameters of an uninterrupted run. Families
-without a resumable search simply run ``generate``.
+The search (``fdsl-spec.md`` 2.1): candidates from :func:`~fdsl_app.families.sampling.fractaldb_candidates`, in
+fixed batches of :data:`SEARCH_BATCH`, batch ``b`` drawn from ``SeedSequence([seed, b])``; a candidate becomes a
+category when its reference point render (``search_size`` px, ``search_points`` points, pad ``search_pad``, chain
+seed 100) lights at least ``fill_threshold`` of the pixels; candidates are accepted in order. So a seed gives the
+same categories on any machine, and a search can stop after any batch and continue there without redrawing what it
+examined.
+
+A category search can take an hour. While it runs, :func:`run_search` saves its state every few seconds to
+``<output stem>.partial.npz`` next to the output; a later run with the same family, settings and seed continues
+from there and gives exactly the parameters of an uninterrupted run. Families without a search simply run
+``generate``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from fdsl_app.families.base import ClassParams, Family
-from fdsl_app.families.fractaldb import SearchExhaustedError, SearchState
-from fdsl_app.families.params_io import load_params, save_params
+import numpy as np
+from tqdm import tqdm
 
+from fdsl_app import render
+from fdsl_app.families.base import ClassParams, Family
+from fdsl_app.families.params_io import load_params, save_params
+from fdsl_app.families.sampling import fractaldb_candidates
+
+#: Candidates per search batch. Fixed, never tied to the thread count, so a seed finds the same categories anywhere.
+SEARCH_BATCH = 256
+#: Automatic candidate budget per class: acceptance is about 2% at fill 0.2 (~50 candidates a class), so 10x room.
+CANDIDATES_PER_CLASS = 500
 #: Settings a resumed search may change: more (or fewer) classes, a larger candidate budget.
 RESUMABLE_CHANGES = frozenset({"classes", "max_candidates"})
 
 
+class SearchExhaustedError(RuntimeError):
+    """The candidate budget ran out before enough categories were found."""
+
+
+@dataclass(frozen=True)
+class SearchState:
+    """Where a category search stands: enough to continue it, or to report it.
+
+    Attributes:
+        seed: the search seed.
+        consumed: candidates examined so far, in candidate order.
+        params: accepted systems ``(A, K, 7)``, K = max_maps, rows past a system's N zero.
+        n_maps: maps of each accepted system ``(A,)``.
+        fill: fill rate of each accepted system ``(A,)``.
+        candidate: global candidate index of each accepted system ``(A,)``.
+        seconds: search time spent so far, over all sessions.
+    """
+
+    seed: int
+    consumed: int
+    params: np.ndarray
+    n_maps: np.ndarray
+    fill: np.ndarray
+    candidate: np.ndarray
+    seconds: float = 0.0
+
+    @classmethod
+    def empty(cls, seed: int, max_maps: int) -> SearchState:
+        return cls(seed, 0, np.zeros((0, max_maps, 7)), np.zeros(0, np.int32), np.zeros(0), np.zeros(0, np.int64))
+
+    @property
+    def accepted(self) -> int:
+        return len(self.n_maps)
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """The state as named arrays (the seed travels in the file header)."""
+        return {f.name: np.asarray(getattr(self, f.name)) for f in dataclasses.fields(self) if f.name != "seed"}
+
+    @classmethod
+    def from_arrays(cls, seed: int, arrays: dict[str, np.ndarray]) -> SearchState:
+        """Inverse of :meth:`to_arrays`; ValueError if arrays are missing or inconsistent."""
+        names = [f.name for f in dataclasses.fields(cls) if f.name != "seed"]
+        missing = [n for n in names if n not in arrays]
+        if missing:
+            raise ValueError(f"search state lacks arrays {missing}")
+        state = cls(seed, int(arrays["consumed"]), np.asarray(arrays["params"], np.float64),
+                    np.asarray(arrays["n_maps"], np.int32), np.asarray(arrays["fill"], np.float64),
+                    np.asarray(arrays["candidate"], np.int64), float(arrays["seconds"]))  # fmt: skip
+        sizes = {len(state.params), len(state.n_maps), len(state.fill), len(state.candidate)}
+        if len(sizes) != 1 or (state.accepted and state.candidate[-1] >= state.consumed):
+            raise ValueError("search state arrays are inconsistent")
+        return state
+
+    def truncated(self, classes: int) -> SearchState:
+        """The state of the same search stopped at its ``classes``-th acceptance (nothing to do if not past it)."""
+        if self.accepted <= classes:
+            return self
+        consumed = int(self.candidate[classes - 1]) + 1
+        keep = slice(0, classes)
+        return dataclasses.replace(self, consumed=consumed, params=self.params[keep], n_maps=self.n_maps[keep],
+                                   fill=self.fill[keep], candidate=self.candidate[keep])  # fmt: skip
+
+
+@dataclass(frozen=True)
+class CategorySearch:
+    """What a category search looks for (the search settings of FractalDB and 2D-OFDB, see the module docstring).
+
+    Attributes:
+        name: the family, for messages.
+        classes: categories to find.
+        budget: candidates it may examine before giving up.
+    """
+
+    name: str
+    classes: int
+    budget: int
+    fill_threshold: float
+    min_maps: int
+    max_maps: int
+    param_range: float
+    search_size: int
+    search_points: int
+    search_pad: int
+
+    @classmethod
+    def of(cls, name: str, settings: Any) -> CategorySearch:
+        """The search of a family's settings (``max_candidates`` 0: :data:`CANDIDATES_PER_CLASS` per class)."""
+        fields = {f.name: getattr(settings, f.name) for f in dataclasses.fields(cls) if hasattr(settings, f.name)}
+        budget = int(settings.max_candidates) or CANDIDATES_PER_CLASS * int(settings.classes)
+        return cls(name=name, budget=budget, **fields)
+
+    def start(self, seed: int) -> SearchState:
+        """A search from its first candidate."""
+        if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or not 0 <= seed < 2**64:
+            raise ValueError(f"seed must be an int in [0, 2**64), got {seed!r}")
+        return SearchState.empty(int(seed), self.max_maps)
+
+    def candidates(self, seed: int, batch: int) -> tuple[np.ndarray, np.ndarray]:
+        """Candidate batch `batch` of the search from `seed`: ``params`` ``(SEARCH_BATCH, max_maps, 7)``, ``n_maps``."""
+        rng = np.random.default_rng(np.random.SeedSequence([seed, batch]))
+        return fractaldb_candidates(rng, SEARCH_BATCH, min_maps=self.min_maps, max_maps=self.max_maps,
+                                    param_range=self.param_range)  # fmt: skip
+
+    def run(
+        self, state: SearchState, *, progress: bool = False, on_step: Callable[[SearchState], None] | None = None
+    ) -> SearchState:
+        """Run the search from `state` to the end, with a progress bar over accepted classes.
+
+        Args:
+            state: where to start (:meth:`start` or a saved state).
+            progress: show a tqdm bar on stderr.
+            on_step: called with the state after every batch of candidates (checkpoints).
+
+        Raises:
+            SearchExhaustedError: the candidate budget ran out first.
+        """
+        state = state.truncated(self.classes)
+        bar = tqdm(total=self.classes, initial=state.accepted, disable=not progress, unit="class",
+                   desc=f"{self.name} search", dynamic_ncols=True)  # fmt: skip
+        with bar:
+            for state in self.steps(state):  # noqa: B020 - the last state is the result
+                bar.update(state.accepted - bar.n)
+                bar.set_postfix(candidates=state.consumed, rate=f"{state.accepted / max(state.consumed, 1):.2%}")
+                if on_step is not None:
+                    on_step(state)
+        return state
+
+    def steps(self, state: SearchState) -> Iterator[SearchState]:
+        """Examine candidates one batch at a time from ``state.consumed``, yielding the new state after each.
+
+        Raises:
+            SearchExhaustedError: the candidate budget ran out before ``classes`` were accepted.
+        """
+        while state.accepted < self.classes:
+            if state.consumed >= self.budget:
+                raise SearchExhaustedError(
+                    f"{self.name} search found {state.accepted} of {self.classes} classes with fill rate >= "
+                    f"{self.fill_threshold} in {state.consumed} candidates (the budget); lower fill_threshold, "
+                    "raise max_candidates or ask for fewer classes"
+                )
+            start = time.perf_counter()
+            batch, offset = divmod(state.consumed, SEARCH_BATCH)
+            stop = min(SEARCH_BATCH, self.budget - batch * SEARCH_BATCH)
+            params, n_maps = self.candidates(state.seed, batch)
+            state = self._accept(state, params[offset:stop], n_maps[offset:stop])
+            yield dataclasses.replace(state, seconds=state.seconds + time.perf_counter() - start)
+
+    def fill_rate(self, params: np.ndarray, n_maps: np.ndarray) -> np.ndarray:
+        """The search's fill rate of each system."""
+        return render.fill_rate(params, n_maps=n_maps, n_points=self.search_points, size=self.search_size,
+                                pad=self.search_pad, seeds=render.REFERENCE_SEED)  # fmt: skip
+
+    def _accept(self, state: SearchState, params: np.ndarray, n_maps: np.ndarray) -> SearchState:
+        """`state` after examining the next candidates `params` in order (stopping at the last class needed)."""
+        fill = self.fill_rate(params, n_maps)
+        hits = np.flatnonzero(fill >= self.fill_threshold)[: self.classes - state.accepted]
+        done = state.accepted + len(hits) == self.classes
+        used = int(hits[-1]) + 1 if done and len(hits) else len(params)
+        return dataclasses.replace(
+            state, consumed=state.consumed + used, params=np.concatenate([state.params, params[hits]]),
+            n_maps=np.concatenate([state.n_maps, n_maps[hits]]), fill=np.concatenate([state.fill, fill[hits]]),
+            candidate=np.concatenate([state.candidate, state.consumed + hits]),
+        )  # fmt: skip
+
+    def stats(self, state: SearchState) -> dict[str, Any]:
+        """Candidates, acceptance overall and per map count N, time and throughput of a search."""
+        tried = np.zeros(render.MAX_MAPS + 1, np.int64)
+        for batch in range(-(-state.consumed // SEARCH_BATCH)):  # N of each candidate, regenerated (cheap)
+            n_maps = self.candidates(state.seed, batch)[1][: state.consumed - batch * SEARCH_BATCH]
+            tried += np.bincount(n_maps, minlength=len(tried))
+        hits = np.bincount(state.n_maps, minlength=len(tried))
+        per_n = {
+            str(n): {"candidates": int(tried[n]), "accepted": int(hits[n]), "rate": float(hits[n] / tried[n])}
+            for n in range(len(tried)) if tried[n]
+        }  # fmt: skip
+        return {
+            "source": "search", "candidates": state.consumed, "accepted": state.accepted,
+            "acceptance_rate": state.accepted / max(state.consumed, 1), "per_maps": per_n,
+            "seconds": round(state.seconds, 3), "candidates_per_second": state.consumed / max(state.seconds, 1e-9),
+        }  # fmt: skip
+
+
 @runtime_checkable
-class ResumableSearch(Protocol):
-    """A family whose ``generate`` is a search that can stop and continue (see :class:`IFSSearchFamily`)."""
+class SearchingFamily(Protocol):
+    """A family whose ``generate`` may be a :class:`CategorySearch` (FractalDB, OFDB), which :func:`run_search` runs
+    with checkpoints."""
 
-    resumable: bool
+    name: str
 
-    def new_search(self, seed: int) -> SearchState: ...
+    def category_search(self) -> CategorySearch | None:
+        """The search behind ``generate`` (None: its parameters come from elsewhere, e.g. published CSVs)."""
 
-    def check_settings(self, params: ClassParams, also_free: Iterable[str] = ...) -> None: ...
+    def search_result(self, state: SearchState) -> ClassParams:
+        """The parameters of a finished search."""
 
-    def search(self, state: SearchState, *, progress: bool = ..., on_step: Any = ...) -> ClassParams: ...
+    def check_settings(self, params: ClassParams, also_free: Iterable[str] = ()) -> None:
+        """ValueError unless `params` come from this family's settings, ignoring `also_free`."""
 
 
 def params_path(output: str | Path) -> Path:
@@ -72,15 +273,16 @@ def run_search(
         raise ValueError(f"cannot write {output}: folder {output.parent} does not exist")
     if checkpoint_every < 0:
         raise ValueError(f"checkpoint_every must be >= 0 seconds, got {checkpoint_every}")
-    if not (isinstance(family, ResumableSearch) and family.resumable):
+    search = family.category_search() if isinstance(family, SearchingFamily) else None
+    if search is None:
         params = family.generate(seed, progress=progress)
         save_params(params, output)
         return params
     partial = partial_path(output)
-    state = load_checkpoint(family, seed, partial) if partial.exists() else family.new_search(seed)
+    state = load_checkpoint(family, seed, partial) if partial.exists() else search.start(seed)
     checkpoint = _Checkpointer(family, seed, partial, checkpoint_every, state)
     try:
-        params = family.search(state, progress=progress, on_step=checkpoint.step)
+        params = family.search_result(search.run(state, progress=progress, on_step=checkpoint.step))
     except SearchExhaustedError as err:
         checkpoint.save()
         raise SearchExhaustedError(f"{err}; progress is saved in {partial} and a rerun continues from it") from None
@@ -95,7 +297,7 @@ def run_search(
 class _Checkpointer:
     """Keeps the latest consistent search state and writes it at most every `every` seconds."""
 
-    def __init__(self, family: Family, seed: int, path: Path, every: float, state: SearchState) -> None:
+    def __init__(self, family: SearchingFamily, seed: int, path: Path, every: float, state: SearchState) -> None:
         self.family, self.seed, self.path, self.every = family, seed, path, every
         self.state = state
         self.last = time.monotonic()
@@ -110,7 +312,7 @@ class _Checkpointer:
         self.last = time.monotonic()
 
 
-def save_checkpoint(family: Family, seed: int, state: SearchState, path: Path) -> None:
+def save_checkpoint(family: SearchingFamily, seed: int, state: SearchState, path: Path) -> None:
     """Write `state` atomically, as a parameter file of family ``<name>.partial`` (so nothing trains on it)."""
     stats = {"candidates": state.consumed, "accepted": state.accepted, "seconds": state.seconds}
     partial = ClassParams(family=f"{family.name}.partial", settings=family.describe(), seed=int(seed),
@@ -118,7 +320,7 @@ def save_checkpoint(family: Family, seed: int, state: SearchState, path: Path) -
     save_params(partial, path)
 
 
-def load_checkpoint(family: Family, seed: int, path: Path) -> SearchState:
+def load_checkpoint(family: SearchingFamily, seed: int, path: Path) -> SearchState:
     """The search state saved in `path`; ValueError if it is another family's, seed's or settings' search."""
     saved = load_params(path)
     start_over = f"delete {path} to start the search over"

@@ -27,7 +27,6 @@ otherwise. ``flips`` picks the reference's 4 saved variants: 0 none, 1 top-botto
 
 from __future__ import annotations
 
-import os
 import typing
 from collections.abc import Sequence
 from typing import Literal
@@ -35,6 +34,8 @@ from typing import Literal
 import numpy as np
 
 from fdsl_app.render import _render
+from fdsl_app.render.args import cpu_count as cpu_count  # re-exported: the default thread count
+from fdsl_app.render.args import float_array, int_arg, per_sample, threads_arg
 
 Mode = Literal["reference", "fast"]
 Raster = Literal["point", "patch", "union_patch", "full_patch", "density"]
@@ -45,6 +46,8 @@ ContourStyle = Literal["rcdb", "visualatom"]
 #: numpy legacy seed that FractalDB's ``calculate()`` uses for every image.
 REFERENCE_SEED = 100
 MAX_MAPS = 8
+#: Largest image side the C++ core draws.
+MAX_SIDE = 8192
 #: Most points per image (the C++ core's limit).
 MAX_POINTS = 10_000_000
 CONTOUR_FIELDS = (
@@ -53,54 +56,12 @@ CONTOUR_FIELDS = (
 )  # fmt: skip
 
 
-def cpu_count() -> int:
-    """Cores this process may run on (the default thread count)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
-def _threads(threads: int | None) -> int:
-    if threads is None:
-        return cpu_count()
-    if isinstance(threads, bool) or not isinstance(threads, int | np.integer):
-        raise TypeError(f"threads must be a positive int or None (all cores), got {type(threads).__name__}")
-    return int(threads)
-
-
-def _per_sample(value: int | Sequence[int] | np.ndarray, name: str, batch: int, dtype: type) -> np.ndarray:
-    """A scalar broadcast to the batch, or one value per sample; integers only, never negative."""
-    if isinstance(value, list | tuple | range) and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
-        value = np.array(value, dtype=object)  # Python ints beyond int64 (64-bit seeds) must not turn float
-        if value.size and (value.min() < 0 or value.max() > np.iinfo(dtype).max):
-            raise ValueError(f"{name} must be in [0, {np.iinfo(dtype).max}], got {value.min()} .. {value.max()}")
-        value = value.astype(dtype)
-    arr = np.asarray(value)
-    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.integer) or arr.size == 0):
-        raise TypeError(f"{name} must be an int or an array of ints, got {arr.dtype} {value!r:.60}")
-    if arr.ndim == 0:
-        arr = np.full(batch, arr)
-    if arr.shape != (batch,):
-        raise ValueError(f"{name} must be a scalar or have shape ({batch},), got shape {arr.shape}")
-    if arr.size and arr.min() < 0:
-        raise ValueError(f"{name} must be >= 0, got {arr.min()}")
-    info = np.iinfo(dtype)
-    if arr.size and int(arr.max()) > info.max:
-        raise ValueError(f"{name} must be <= {info.max}, got {arr.max()}")
-    return np.ascontiguousarray(arr, dtype=dtype)
-
-
-def _float_array(value: np.ndarray | Sequence, name: str) -> np.ndarray:
-    try:
-        return np.ascontiguousarray(value, dtype=np.float64)
-    except (TypeError, ValueError) as err:
-        raise TypeError(f"{name} must be a numeric array: {err}") from None
-
-
 def pack_systems(systems: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """Stack systems of different map counts into ``(params[B, K, 7], n_maps[B])`` for :func:`render_ifs`.
 
     Each system is an ``(N, 7)`` array of rows ``a b c d e f p`` (``x' = a x + b y + e``, ``y' = c x + d y + f``).
     """
-    arrays = [_float_array(s, f"systems[{i}]") for i, s in enumerate(systems)]
+    arrays = [float_array(s, f"systems[{i}]") for i, s in enumerate(systems)]
     for i, a in enumerate(arrays):
         if a.ndim != 2 or a.shape[1] != 7:
             raise ValueError(f"systems[{i}] must have shape (maps, 7) with rows `a b c d e f p`, got {a.shape}")
@@ -113,11 +74,11 @@ def pack_systems(systems: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]
 
 def _systems(params: np.ndarray, n_maps: Sequence[int] | np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
     """``(params (B, K, 7) float64, n_maps (B,) int32)``; n_maps defaults to K for every system."""
-    params = _float_array(params, "params")
+    params = float_array(params, "params")
     if params.ndim != 3:
         raise ValueError(f"params must have shape (batch, maps, 7), got shape {params.shape}")
     batch = params.shape[0]
-    return params, _per_sample(params.shape[1] if n_maps is None else n_maps, "n_maps", batch, np.int32)
+    return params, per_sample(params.shape[1] if n_maps is None else n_maps, "n_maps", batch, np.int32)
 
 
 def render_ifs(
@@ -163,13 +124,13 @@ def render_ifs(
     """
     params, n_maps = _systems(params, n_maps)
     batch = params.shape[0]
-    seeds = _per_sample(seeds, "seeds", batch, np.uint64)
-    patch_seeds = seeds if patch_seeds is None else _per_sample(patch_seeds, "patch_seeds", batch, np.uint64)
+    seeds = per_sample(seeds, "seeds", batch, np.uint64)
+    patch_seeds = seeds if patch_seeds is None else per_sample(patch_seeds, "patch_seeds", batch, np.uint64)
     return _render.render_ifs(
         params, n_maps, out, seeds, patch_seeds,
-        _per_sample(flips, "flips", batch, np.uint8), _int(n_points, "n_points"), mode, raster, bool(color),
-        _int(pad, "pad"), _threads(threads), _int(chains, "chains"), _int(burn_in, "burn_in"),
-        bool(start_at_fixed_point), bool(keep_aspect), None if crops is None else _float_array(crops, "crops"),
+        per_sample(flips, "flips", batch, np.uint8), int_arg(n_points, "n_points"), mode, raster, bool(color),
+        int_arg(pad, "pad"), threads_arg(threads), int_arg(chains, "chains"), int_arg(burn_in, "burn_in"),
+        bool(start_at_fixed_point), bool(keep_aspect), None if crops is None else float_array(crops, "crops"),
         _crop_pad(crop_pad_fraction, pad, out),
     )  # fmt: skip
 
@@ -197,8 +158,8 @@ def fill_rate(
     """
     params, n_maps = _systems(params, n_maps)
     return _render.fill_rate(
-        params, n_maps, _per_sample(seeds, "seeds", params.shape[0], np.uint64),
-        _int(n_points, "n_points"), _int(size, "size"), _int(pad, "pad"), _threads(threads),
+        params, n_maps, per_sample(seeds, "seeds", params.shape[0], np.uint64),
+        int_arg(n_points, "n_points"), int_arg(size, "size"), int_arg(pad, "pad"), threads_arg(threads),
     )  # fmt: skip
 
 
@@ -220,19 +181,13 @@ def render_contours(
         seeds: per-sample (or one) 64-bit seed of the gray levels and noise.
         style: ``"rcdb"`` (gray lines on white) or ``"visualatom"`` (gray lines on black, sine-modulated).
     """
-    params = _float_array(params, "params")
+    params = float_array(params, "params")
     batch = params.shape[0] if params.ndim == 2 else 0
     if isinstance(canvas_size, bool) or not isinstance(canvas_size, int | float | np.integer | np.floating):
         raise TypeError(f"canvas_size must be a number (the reference canvas, 512), got {type(canvas_size).__name__}")
     return _render.render_contours(
-        params, out, _per_sample(seeds, "seeds", batch, np.uint64), style, float(canvas_size), _threads(threads)
+        params, out, per_sample(seeds, "seeds", batch, np.uint64), style, float(canvas_size), threads_arg(threads)
     )
-
-
-def _int(value: int, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r:.40}")
-    return int(value)
 
 
 def fast_kernel() -> str:

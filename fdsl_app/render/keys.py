@@ -6,6 +6,8 @@ Every random choice of a sample derives from its key, never from worker, thread 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
@@ -37,3 +39,9 @@ def sample_keys(seed: int, epoch: int, indices: np.ndarray) -> np.ndarray:
 def derive(keys: np.ndarray, stream: int) -> np.ndarray:
     """Independent sub-keys of each key for the `stream`-th kind of random choice (patch masks, geometry, ...)."""
     return splitmix64(np.asarray(keys, np.uint64) ^ splitmix64(np.uint64(stream + 1)))
+
+
+def uniforms(keys: np.ndarray, streams: Iterable[int]) -> np.ndarray:
+    """Uniform doubles in [0, 1), one per key and sub-key stream: ``(B, len(streams))``, 53 bits each."""
+    columns = [derive(keys, stream) for stream in streams]
+    return (np.stack(columns, axis=1) >> np.uint64(11)).astype(np.float64) * 2.0**-53

@@ -43,18 +43,17 @@ device whatever the thread count, and CPU and GPU agree unless the device's floa
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
 
 import numpy as np
 import torch
 
 from fdsl_app import render
+from fdsl_app.render import Raster
+from fdsl_app.render.args import float_array, int_arg, per_sample
 from fdsl_app.render.keys import splitmix64
 
-Raster = Literal["point", "patch", "union_patch", "full_patch", "density"]
 MAX_CHAINS = 1 << 20
 MAX_BURN_IN = 1_000_000
-MAX_SIZE = 8192
 
 _GRAY = 127
 _LIMIT = 1e8  # divergence guard of the C++ fast mode
@@ -346,7 +345,7 @@ def _host(value: object) -> object:
 
 
 def _in_range(value: int, name: str, lo: int, hi: int) -> int:
-    value = render._int(value, name)
+    value = int_arg(value, name)
     if not lo <= value <= hi:
         raise ValueError(f"{name} must be in [{lo}, {hi}], got {value}")
     return value
@@ -380,11 +379,11 @@ def _check_out(out: object, batch: int, size: int, device: torch.device) -> None
 
 
 def _check_options(size: int, n_points: int, chains: int, burn_in: int, pad: int, raster: str) -> None:
-    _in_range(size, "size", 1, MAX_SIZE)
+    _in_range(size, "size", 1, render.MAX_SIDE)
     _in_range(n_points, "n_points", 1, render.MAX_POINTS)
     _in_range(chains, "chains", 1, MAX_CHAINS)
     _in_range(burn_in, "burn_in", 0, MAX_BURN_IN)
-    _in_range(pad, "pad", 0, MAX_SIZE)
+    _in_range(pad, "pad", 0, render.MAX_SIDE)
     if size <= 2 * pad:
         raise ValueError(f"size ({size}) must be larger than twice pad ({pad})")
     if not isinstance(raster, str) or raster not in render.RASTERS:
@@ -436,19 +435,17 @@ def render_ifs_torch(
         TypeError: an argument of the wrong type (named in the message).
         ValueError: an argument out of its range (named in the message).
     """
-    params = render._float_array(_host(params), "params")
+    params = float_array(_host(params), "params")
     if params.ndim != 3:
         raise ValueError(f"params must have shape (batch, maps, 7), got shape {params.shape}")
     batch = params.shape[0]
     n_maps = np.full(batch, params.shape[1]) if n_maps is None else _host(n_maps)
-    n_maps = render._per_sample(n_maps, "n_maps", batch, np.int32)
+    n_maps = per_sample(n_maps, "n_maps", batch, np.int32)
     _check_systems(params, n_maps)
     _check_options(size, n_points, chains, burn_in, pad, raster)
-    seeds = render._per_sample(_host(seeds), "seeds", batch, np.uint64)
-    patch_seeds = (
-        seeds if patch_seeds is None else render._per_sample(_host(patch_seeds), "patch_seeds", batch, np.uint64)
-    )
-    flips = render._per_sample(_host(flips), "flips", batch, np.uint8)
+    seeds = per_sample(_host(seeds), "seeds", batch, np.uint64)
+    patch_seeds = seeds if patch_seeds is None else per_sample(_host(patch_seeds), "patch_seeds", batch, np.uint64)
+    flips = per_sample(_host(flips), "flips", batch, np.uint8)
     if flips.size and flips.max() > 3:
         raise ValueError(f"flips must be in 0..3 (0 none, 1 top-bottom, 2 left-right, 3 both), got {flips.max()}")
     device = _resolve_device(device, out)
