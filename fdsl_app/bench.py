@@ -7,9 +7,7 @@ have passed and reports the median call. All rows render one fixed set of accept
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
-import platform
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -197,42 +195,6 @@ def run_render_bench(settings: RenderSettings, on_row: Callable[[RenderRow], Non
 
 
 # --- reporting ----------------------------------------------------------------------------------------------------
-
-
-def dist_version(name: str) -> str:
-    """Installed version of a distribution, or ``"unknown"``."""
-    try:
-        return importlib.metadata.version(name)
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown"
-
-
-def cpu_model() -> str:
-    """CPU model name from ``/proc/cpuinfo`` (Linux), else what :mod:`platform` knows."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown"
-
-
-def machine_info() -> dict[str, Any]:
-    """Where a benchmark ran: CPU, cores, renderer build and versions."""
-    return {
-        "cpu_model": cpu_model(),
-        "cores": render.cpu_count(),
-        "fast_kernel": render.fast_kernel(),
-        "build_flags": render.build_flags(),
-        "platform": platform.platform(),
-        "versions": {
-            "python": platform.python_version(),
-            "fdsl_app": dist_version("fdsl_app"),
-            "numpy": np.__version__,
-            "pillow": dist_version("pillow"),
-        },
-    }
 
 
 def render_header(machine: dict[str, Any], settings: RenderSettings) -> str:

@@ -229,21 +229,15 @@ def measure(settings: LoaderBenchSettings, data: Any, on_row: Callable[[LoaderRo
 # --- machine -------------------------------------------------------------------------------------------------------
 
 
-def _versions() -> dict[str, str]:
-    from fdsl_app import bench
-
-    names = ("torch", "torchvision", "timm", "pillow", "numpy", "webdataset", "ffcv", "nvidia-dali-cuda130")
-    return {name: bench.dist_version(name) for name in names} | {"fdsl_app": bench.dist_version("fdsl_app")}
-
-
 def machine_info() -> dict[str, Any]:
     """CPU, cores, torch threads and versions."""
     import torch
 
-    from fdsl_app import bench
+    from fdsl_app import provenance
 
-    info = bench.machine_info()
-    return info | {"torch_default_threads": torch.get_num_threads(), "versions": info["versions"] | _versions()}
+    info = provenance.machine()
+    peers = provenance.versions(("torch", "torchvision", "timm", "webdataset", "ffcv", "nvidia-dali-cuda130"))
+    return info | {"torch_default_threads": torch.get_num_threads(), "versions": info["versions"] | peers}
 
 
 # --- command line -------------------------------------------------------------------------------------------------

@@ -39,7 +39,7 @@ from torchvision.datasets import ImageFolder
 from fdsl_app import bench_peers, render
 from fdsl_app.config import AugmentCfg
 from fdsl_app.data.augment import real_transforms
-from fdsl_app.data.build import FamilyDataModule
+from fdsl_app.data.datamodule import FamilyDataModule
 from fdsl_app.data.export import export_dataset
 from fdsl_app.data.synthetic import EpochSampler, FormulaDataset
 from fdsl_app.families import ClassParams, Family, create_family, load_params

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import NamedTuple
 
-from fdsl_app import bench, bench_loaders, cli_families, cli_train, render
+from fdsl_app import bench, bench_loaders, cli_families, cli_train, provenance, render
 from fdsl_app.cli_families import UsageError as _UsageError
 from fdsl_app.cli_families import say
 from fdsl_app.families import preview
@@ -124,7 +124,7 @@ def _run_bench_render(args: argparse.Namespace) -> int:
     if args.json is not None and not args.json.parent.is_dir():
         raise _UsageError(f"--json directory {args.json.parent} does not exist; create it or choose another path")
     settings = bench.RenderSettings(args.sizes, args.points, args.modes, args.rasters, args.threads, args.baseline)
-    machine = bench.machine_info()
+    machine = provenance.machine()
     say(bench.render_header(machine, settings))
     say()
     say(bench.render_table_head(settings))
@@ -207,7 +207,7 @@ def _add_commands(parser: argparse.ArgumentParser, commands: Mapping[str, Comman
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every verb in :data:`COMMANDS`."""
     parser = argparse.ArgumentParser(prog=PROG, description="Formula-driven image rendering for ViT pre-training.")
-    parser.add_argument("--version", action="version", version=f"{PROG} {bench.dist_version(PROG)}")
+    parser.add_argument("--version", action="version", version=f"{PROG} {provenance.package_version()}")
     _add_commands(parser, COMMANDS, "verb")
     return parser
 

@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 from fdsl_app.data import export
-from fdsl_app.families import ClassParams, Family, create_family, family_class, list_families, load_params, preview
+from fdsl_app.families import ClassParams, Family, create_family, family_class, list_families, preview, resolve_family
 
 
 class UsageError(Exception):
@@ -90,23 +90,11 @@ def add_family_arguments(parser: argparse.ArgumentParser, *, family_required: bo
 
 
 def family_from_args(args: argparse.Namespace, **extra: Any) -> tuple[Family, ClassParams | None]:
-    """The family with its settings, and the parameter file's contents if --params was given.
-
-    With a parameter file, the file's generation settings are used and --set may only change render settings.
-    """
-    overrides = dict(args.settings) | extra
-    params = load_params(args.params) if args.params is not None else None
-    name = args.family or (params.family if params is not None else None)
-    if name is None:
+    """The family with its settings, and the parameter file's contents if --params was given (whose generation
+    settings then hold: --set may change only render settings)."""
+    if args.family is None and args.params is None:
         raise UsageError("name a family (see `fdsl_app families`) or give --params FILE")
-    if params is not None:
-        known = {k: v for k, v in params.settings.items() if k not in overrides}
-        family_class(name)  # a clear error for an unknown name before anything else
-        overrides = known | overrides
-    family = create_family(name, **overrides)
-    if params is not None:
-        family.check_params(params)
-    return family, params
+    return resolve_family(args.family, dict(args.settings) | extra, args.params)
 
 
 def _params(family: Family, params: ClassParams | None, seed: int) -> ClassParams:

@@ -214,15 +214,6 @@ def wait_for_main(address: str, port: int, timeout: float, rank: int) -> None:
         time.sleep(0.5)
 
 
-def ignore_job_signals(worker_id: int) -> None:
-    """DataLoader ``worker_init_fn``: workers ignore the requeue signal and SIGTERM, which schedulers send to every
-    process of a job step (Slurm's --signal, scancel, preemption; PBS qdel). A worker killed by them would fail the
-    main process before it reaches the step boundary where :class:`Preemption` checkpoints. Workers still end with
-    the main process (the DataLoader's shutdown, or their watchdog when it is gone)."""
-    signal.signal(REQUEUE_SIGNAL, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-
-
 _STOP_REASONS = {1: "the time limit (trainer.max_time)", 2: "the requeue signal", 3: "SIGTERM"}
 
 

@@ -10,8 +10,9 @@ import pytest
 import torch
 from datasets import write_cifar10, write_cifar100, write_imagenet100, write_jpeg, write_pickle
 
-from fdsl_app.config import AugmentCfg, DataCfg, RunCfg, TrainerCfg
-from fdsl_app.data.build import FamilyDataModule, build_datamodule, per_device_batch_size
+from fdsl_app.config import AugmentCfg, DataCfg, RunCfg, TrainerCfg, per_device_batch_size
+from fdsl_app.data.build import build_datamodule
+from fdsl_app.data.datamodule import FamilyDataModule
 from fdsl_app.data.real import (
     CIFAR10DataModule,
     CIFAR100DataModule,

@@ -9,7 +9,7 @@ import torch
 from torchvision.transforms import RandomResizedCrop
 
 from fdsl_app import render
-from fdsl_app.data.build import FamilyDataModule
+from fdsl_app.data.datamodule import FamilyDataModule
 from fdsl_app.render.formula_space import sample_crops, sample_flips
 from fdsl_app.render.keys import sample_keys
 

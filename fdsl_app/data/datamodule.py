@@ -1,4 +1,5 @@
-"""One LightningDataModule for every formula family, keyed by the family's registered name.
+"""LightningDataModules of the formula families: :class:`FormulaDataModule` (any family, rendered on the fly) and
+:class:`FamilyDataModule` (the training app's: device augmentation and a fixed validation set).
 
 Class parameters come from a parameter file (``params_path``, written by ``fdsl_app search``) or are generated in
 :meth:`FormulaDataModule.setup` from ``param_seed``. Generation is deterministic, so under DDP every rank
@@ -13,14 +14,18 @@ not on workers, persistence, processes or nodes. Batches are ``(images, labels)`
 
 from __future__ import annotations
 
+import logging
+from dataclasses import replace
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset, Subset
 
-import fdsl_app.families  # noqa: F401 - registers the families
-from fdsl_app.cluster import ignore_job_signals
+from fdsl_app.config import AugmentCfg
+from fdsl_app.data.augment import DeviceAugment
+from fdsl_app.data.loader import make_loader
 from fdsl_app.data.synthetic import (
     EpochSampler,
     FormulaAugmentSpec,
@@ -28,9 +33,8 @@ from fdsl_app.data.synthetic import (
     collate_samples,
     trainer_replicas,
 )
-from fdsl_app.families.base import RENDER_SETTINGS, ClassParams, Family
-from fdsl_app.families.params_io import load_params
-from fdsl_app.families.registry import create_family
+from fdsl_app.families import resolve_family
+from fdsl_app.render.keys import derive, sample_keys, splitmix64
 
 
 class FormulaDataModule(L.LightningDataModule):
@@ -94,7 +98,7 @@ class FormulaDataModule(L.LightningDataModule):
         self.prefetch_factor = prefetch_factor
         # The family is built now (cheap) so that bad settings fail at construction; a parameter file is read now
         # because its settings decide the family's; generation, the expensive part, waits for setup().
-        self.family, self._file_params = _resolve_family(family, dict(settings or {}), params_path)
+        self.family, self._file_params = resolve_family(family, dict(settings or {}), params_path)
         self.dataset: FormulaDataset | None = None
 
     @property
@@ -125,47 +129,142 @@ class FormulaDataModule(L.LightningDataModule):
                 f"batch_size {self.batch_size} exceeds the {len(sampler)} samples per epoch of this rank: with "
                 f"drop_last every batch is dropped; raise samples_per_epoch or lower batch_size"
             )
-        return DataLoader(
-            self.dataset,
-            batch_size=self.batch_size,
-            sampler=sampler,
-            num_workers=self.num_workers,
-            collate_fn=collate_samples,
-            pin_memory=self.pin_memory,
-            drop_last=self.drop_last,
-            persistent_workers=self.persistent_workers,
-            worker_init_fn=ignore_job_signals,
-            prefetch_factor=self.prefetch_factor,
-            # Its own generator: starting an iterator (as a resumed run does mid-epoch) must not consume the
-            # global torch RNG that dropout, drop path and mixup draw from.
-            generator=torch.Generator().manual_seed(self.seed),
-        )
+        return self._loader(self.dataset, sampler=sampler, drop_last=self.drop_last)
+
+    def _loader(self, dataset: Dataset, **kwargs: Any) -> DataLoader:
+        return make_loader(
+            dataset, batch_size=self.batch_size, seed=self.seed, num_workers=self.num_workers,
+            pin_memory=self.pin_memory, persistent_workers=self.persistent_workers,
+            prefetch_factor=self.prefetch_factor, collate_fn=collate_samples, **kwargs,
+        )  # fmt: skip
 
 
-def _resolve_family(name: str, settings: dict[str, Any], params_path: str | None) -> tuple[Family, ClassParams | None]:
-    """The family to render with and the file's parameters (None without a file)."""
-    if params_path is None:
-        return create_family(name, **settings), None
-    params = load_params(params_path, family=name)
-    conflicts = sorted(
-        key
-        for key, value in settings.items()
-        if key not in RENDER_SETTINGS and key in params.settings and _norm(value) != _norm(params.settings[key])
-    )
-    if conflicts:
-        detail = ", ".join(f"{key}: given {settings[key]!r}, file {params.settings[key]!r}" for key in conflicts)
-        raise ValueError(
-            f"settings conflict with parameter file {params_path} ({detail}); generation settings come from the "
-            f"file, only render settings ({', '.join(sorted(RENDER_SETTINGS))}) may be overridden"
-        )
-    family = create_family(name, **{**params.settings, **settings})
-    family.check_params(params)
-    return family, params
+_VAL_STREAM = 0x7A1  # sub-key of the run seed for the validation renders: never a training key
+_AUGMENT_SALT = 0xA06_0E47  # keeps batch-augmentation seeds apart from the per-sample render keys
+
+log = logging.getLogger(__name__)
 
 
-def _norm(value: Any) -> Any:
-    """Tuples and lists compare equal (a parameter file's settings went through JSON)."""
-    return list(value) if isinstance(value, tuple) else value
+class FamilyDataModule(FormulaDataModule):
+    """:class:`~fdsl_app.data.datamodule.FormulaDataModule` with device augmentation and a fixed validation set.
+
+    Training batches leave the loader as uint8 renders (the family's own render size) and are augmented after the
+    transfer by :class:`~fdsl_app.data.augment.DeviceAugment` (random resized crop to `image_size`, flips,
+    RandAugment, normalisation, random erasing). Each batch's augmentation seed is a hash of (run seed, epoch,
+    batch index within the epoch, global rank), from the count of training batches the module has augmented: it is
+    saved in checkpoints (the DataModule's ``state_dict``), so a run and its resume augment alike.
+
+    Validation: one render of instance 0 for each of ``min(num_classes, val_classes)`` classes (evenly spaced
+    class ids when there are more), the same images every epoch, resized to `image_size` and normalised (no random
+    augmentation). The renders use keys of a seed derived from the run seed, so their random draws (patch masks,
+    chain seeds) are not any training sample's; their class parameters are those of a training instance, though
+    (FDSL has no unseen instances: ofdb and onepfrac have one per class), so val/top1 measures how well the classes
+    are fitted under fresh render noise, not generalisation.
+
+    Args:
+        family, settings: as FormulaDataModule; `settings` keep the family's render size unless they set one.
+        augment: augmentation config (default :class:`~fdsl_app.config.AugmentCfg`).
+        image_size: side S of the augmented images.
+        val_classes: classes in the validation set (one image each).
+        **kwargs: the other FormulaDataModule arguments (params_path, seed, param_seed, samples_per_epoch,
+            batch_size, num_workers, pin_memory, persistent_workers, ...).
+    """
+
+    def __init__(
+        self,
+        family: str,
+        settings: dict[str, Any] | None = None,
+        *,
+        augment: AugmentCfg | None = None,
+        image_size: int = 32,
+        val_classes: int = 1000,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(family, settings, **kwargs)
+        if val_classes < 1:
+            raise ValueError(f"val_classes must be >= 1, got {val_classes}")
+        augment = augment if augment is not None else AugmentCfg()
+        self.image_size = int(image_size)
+        self.val_classes = val_classes
+        self.augment = augment
+        # The fastest path the family allows: IFS families in fast mode crop and flip the points and draw at the
+        # training size (no pixel resampling); the device then adds only photometric augmentation and erasing.
+        self.path = "formula-space crop + device photometric" if self.family.formula_augment else "device"
+        geometric = replace(augment, scale=[1.0, 1.0], hflip=0.0, vflip=0.0) if self.family.formula_augment else augment
+        log.info("data path: %s augmentation (%s)", self.path, self.family.name)
+        self.train_augment = DeviceAugment(geometric, image_size, train=True, seed=self.seed)
+        self.eval_augment = DeviceAugment(augment, image_size, train=False)
+        self.val_dataset: Subset | None = None
+        self.trained_batches = 0  # training batches augmented in this run, resumes included
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"trained_batches": self.trained_batches}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.trained_batches = int(state_dict["trained_batches"])
+
+    def formula_augment_spec(self) -> FormulaAugmentSpec | None:
+        if not self.family.formula_augment:
+            return None
+        a = self.augment
+        return FormulaAugmentSpec(self.image_size, (a.scale[0], a.scale[1]), a.hflip, a.vflip)
+
+    def setup(self, stage: str | None = None) -> None:
+        super().setup(stage)
+        if self.val_dataset is None:
+            assert self.dataset is not None
+            val_seed = int(derive(np.uint64(self.seed), _VAL_STREAM))
+            # Drawn like the training images (at the training size when those are cropped in formula space), the
+            # whole image: the validation set must look like what the model trains on.
+            whole = None
+            if self.family.formula_augment:
+                whole = FormulaAugmentSpec(self.image_size, (1.0, 1.0), 0.0, 0.0)
+            renders = FormulaDataset(self.family, self.dataset.params, seed=val_seed, channels_first=True,
+                                     formula_augment=whole)  # fmt: skip
+            self.val_dataset = Subset(renders, self.val_indices())
+
+    def val_indices(self) -> list[int]:
+        """Dataset indices of the validation renders: instance 0 of each chosen class."""
+        classes = self.family.num_classes
+        chosen = np.unique(np.linspace(0, classes - 1, min(classes, self.val_classes)).round().astype(np.int64))
+        return (chosen * self.family.instances_per_class).tolist()
+
+    def val_dataloader(self) -> DataLoader:
+        """Loader of the fixed validation renders (uint8, resized on the device), in class order."""
+        self.setup("validate")
+        assert self.val_dataset is not None
+        return self._loader(self.val_dataset)
+
+    def test_dataloader(self) -> DataLoader:
+        return self.val_dataloader()
+
+    def augment_batch(
+        self, batch: tuple[torch.Tensor, torch.Tensor], *, train: bool, seed: int | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(uint8 images, labels)`` into ``(normalised float (B, 3, S, S), labels)`` (training or eval transform)."""
+        images, labels = batch
+        out = self.train_augment(images, seed=seed) if train else self.eval_augment(images)
+        return out, labels
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Augment training batches, resize the others, on the device they now sit on."""
+        trainer = self.trainer
+        train = trainer is not None and bool(trainer.training)
+        images, labels = self.augment_batch(batch, train=train, seed=self._batch_seed() if train else None)
+        if trainer is not None:
+            # Lightning cast the batch for "*-true" precisions before the transfer, when it was still uint8;
+            # cast the float images now (a no-op for mixed and 32-bit precision).
+            images = trainer.precision_plugin.convert_input(images)
+        return images, labels
+
+    def _batch_seed(self) -> int:
+        """Hash of (run seed, epoch, batch index in the epoch, global rank) of the training batch now augmented."""
+        trainer = self.trainer
+        epoch, index = divmod(self.trained_batches, max(1, int(trainer.num_training_batches)))
+        self.trained_batches += 1
+        salted = int(splitmix64(np.uint64(self.seed) ^ np.uint64(_AUGMENT_SALT)))
+        key = sample_keys(salted, epoch, np.array([index], dtype=np.uint64))
+        return int(derive(key, int(trainer.global_rank))[0]) >> 1  # 63 bits: any torch seed
 
 
 def _check_loader_settings(

@@ -21,9 +21,9 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision.datasets import ImageFolder
 
-from fdsl_app.cluster import ignore_job_signals
 from fdsl_app.config import AugmentCfg
 from fdsl_app.data.augment import real_transforms
+from fdsl_app.data.loader import make_loader
 from fdsl_app.data.synthetic import EpochSampler, trainer_replicas
 from fdsl_app.render.keys import sample_keys
 
@@ -130,17 +130,10 @@ class RealDataModule(L.LightningDataModule):
         if train:
             dataset = SampleSeeded(dataset, self.seed)
             sampler = EpochSampler(dataset, seed=self.seed, drop_last=True, **trainer_replicas(self.trainer))
-        return DataLoader(
-            dataset,
-            batch_size=self.batch_size,
-            sampler=sampler,
-            drop_last=train,
-            generator=torch.Generator().manual_seed(self.seed),
-            num_workers=self.num_workers,
-            pin_memory=self.pin_memory,
-            persistent_workers=self.persistent_workers,
-            worker_init_fn=ignore_job_signals,
-        )
+        return make_loader(
+            dataset, batch_size=self.batch_size, seed=self.seed, sampler=sampler, drop_last=train,
+            num_workers=self.num_workers, pin_memory=self.pin_memory, persistent_workers=self.persistent_workers,
+        )  # fmt: skip
 
 
 class SampleSeeded(Dataset[Any]):

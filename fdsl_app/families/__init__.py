@@ -5,11 +5,18 @@ Each family module registers itself on import; importing this package imports th
 
 from fdsl_app.families.base import RENDER_SETTINGS, ClassParams, Family
 from fdsl_app.families.params_io import load_params, save_params
-from fdsl_app.families.registry import create_family, family_class, list_families, make_settings, register_family
+from fdsl_app.families.registry import (
+    create_family,
+    family_class,
+    list_families,
+    make_settings,
+    register_family,
+    resolve_family,
+)
 
 __all__ = [
     "RENDER_SETTINGS", "ClassParams", "Family", "create_family", "family_class", "list_families", "load_params",
-    "make_settings", "register_family", "save_params",
+    "make_settings", "register_family", "resolve_family", "save_params",
 ]  # fmt: skip
 
 # Family modules register themselves on import.

@@ -16,8 +16,8 @@ import numpy as np
 
 from fdsl_app import render
 from fdsl_app.families.base import ClassParams, Family
-from fdsl_app.families.params_io import package_version
 from fdsl_app.families.registry import register_family
+from fdsl_app.provenance import package_version
 from fdsl_app.render.keys import derive, splitmix64, uniforms
 
 CANVAS = 512  # the reference canvas, in whose pixels all geometry is given

@@ -29,9 +29,9 @@ from fdsl_app import render
 from fdsl_app.families.base import ClassParams
 from fdsl_app.families.fractaldb_csv import read_fractaldb_csv_folder
 from fdsl_app.families.ifs import IfsFamily, IfsRenderSettings
-from fdsl_app.families.params_io import package_version
 from fdsl_app.families.registry import register_family
 from fdsl_app.families.search import CategorySearch, SearchState
+from fdsl_app.provenance import package_version
 
 #: Row of the weight table that leaves the category unchanged (the published files list a's factors around it).
 IDENTITY_ROW = 2

@@ -37,8 +37,8 @@ import numpy as np
 from fdsl_app.families import sampling
 from fdsl_app.families.base import ClassParams
 from fdsl_app.families.ifs import IfsFamily, IfsRenderSettings
-from fdsl_app.families.params_io import package_version
 from fdsl_app.families.registry import register_family
+from fdsl_app.provenance import package_version
 from fdsl_app.render import MAX_MAPS, REFERENCE_SEED, render_ifs
 
 PERTURBATIONS = ("multiplicative", "additive")

@@ -5,22 +5,16 @@ from __future__ import annotations
 
 import json
 import zipfile
-from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 
 from fdsl_app.families.base import ClassParams
+from fdsl_app.files import atomic_path
+from fdsl_app.provenance import package_version
 
 FORMAT = 1
 _HEADER = "__fdsl_header__"
-
-
-def package_version() -> str:
-    try:
-        return metadata.version("fdsl_app")
-    except metadata.PackageNotFoundError:
-        return "unknown"
 
 
 def save_params(params: ClassParams, path: str | Path) -> Path:
@@ -39,13 +33,10 @@ def save_params(params: ClassParams, path: str | Path) -> Path:
         "stats": params.stats,
         "arrays": sorted(params.arrays),
     }
-    tmp = path.with_name(path.name + ".tmp")
     try:
-        with open(tmp, "wb") as f:
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
             np.savez(f, **{_HEADER: np.frombuffer(json.dumps(header).encode(), np.uint8)}, **params.arrays)
-        tmp.replace(path)
     except OSError as err:
-        tmp.unlink(missing_ok=True)
         raise ValueError(f"cannot write parameter file {path}: {err.strerror or err}") from None
     return path
 

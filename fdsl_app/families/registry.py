@@ -11,9 +11,11 @@ import difflib
 import fnmatch
 import typing
 import warnings
+from pathlib import Path
 from typing import Any
 
-from fdsl_app.families.base import Family
+from fdsl_app.families.base import RENDER_SETTINGS, ClassParams, Family
+from fdsl_app.families.params_io import load_params
 
 _FAMILIES: dict[str, type[Family]] = {}
 
@@ -44,6 +46,41 @@ def create_family(name: str, **settings: Any) -> Family:
     """The family `name` with its default settings, overridden by `settings`."""
     cls = family_class(name)
     return cls(make_settings(cls, settings))
+
+
+def resolve_family(
+    name: str | None, settings: dict[str, Any], params_path: str | Path | None = None
+) -> tuple[Family, ClassParams | None]:
+    """The family to render with, and the parameter file's contents (None without a file).
+
+    With a parameter file, its generation settings hold and `settings` may change only how samples are drawn;
+    `name` may then be None (the file's family).
+
+    Raises:
+        ValueError: no family named, an unknown family or setting, a file of another family, or `settings` that
+            contradict the file's; the message names what is wrong.
+    """
+    if params_path is None:
+        if name is None:
+            raise ValueError("name a family (see `fdsl_app families`) or give a parameter file")
+        return create_family(name, **settings), None
+    params = load_params(params_path)
+    name = name or params.family
+    family_class(name)  # an unknown name is reported as such, before the file's settings are tried on it
+    if params.family != name:
+        raise ValueError(
+            f"parameter file {params_path} is for family {params.family!r}, not {name!r}: use family "
+            f"{params.family!r}, or generate parameters for {name!r} with `fdsl_app search {name}`"
+        )
+    family = create_family(name, **{**params.settings, **settings})
+    try:
+        family.check_params(params)
+    except ValueError as err:
+        raise ValueError(
+            f"{err}; with a parameter file ({params_path}) the generation settings come from the file, only render "
+            f"settings ({', '.join(sorted(RENDER_SETTINGS))}) may be given"
+        ) from None
+    return family, params
 
 
 def make_settings(cls: type[Family], values: dict[str, Any]) -> Any:
