@@ -52,7 +52,7 @@ def _load(args: argparse.Namespace):  # noqa: ANN202 - RunCfg
 
 
 def _rank_zero() -> bool:
-    from fdsl_app.cluster import is_rank_zero  # Lightning loads only for training
+    from fdsl_app.training.run_dir import is_rank_zero  # Lightning loads only for training
 
     return is_rank_zero()
 
@@ -76,13 +76,13 @@ def run_fit(args: argparse.Namespace) -> int:
         say(to_yaml(cfg))
         return 0
     if args.check:
-        from fdsl_app.train import run_status
+        from fdsl_app.training.run_dir import run_status
 
         say(run_status(cfg))
         return 0
-    from fdsl_app.train import fit  # torch, timm and Lightning load only for training
+    from fdsl_app.cluster.launch import launch_fit  # torch, timm and Lightning load only for training
 
-    result = fit(cfg)
+    result = launch_fit(cfg)
     # A SIGTERM'd run exits as one, from rank 0 only: a launcher that sees one rank fail kills the others, and rank 0
     # may still be writing the run directory.
     status = 128 + 15 if result.terminated and _rank_zero() else 0
@@ -107,9 +107,9 @@ def _run_evaluate(args: argparse.Namespace, stage: str) -> int:
     if args.print_config:
         say(to_yaml(cfg))
         return 0
-    from fdsl_app.train import evaluate
+    from fdsl_app.cluster.launch import launch_evaluate
 
-    results = evaluate(cfg, args.ckpt, stage)
+    results = launch_evaluate(cfg, args.ckpt, stage)
     if not _rank_zero():
         return 0
     for key, value in results.items():

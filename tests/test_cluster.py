@@ -25,7 +25,7 @@ import torch
 from torch.utils.data import DataLoader
 
 import fdsl_app
-from fdsl_app.cluster import OpenMPIEnvironment, RendezvousError, select_environment, wait_for_main
+from fdsl_app.cluster.environments import OpenMPIEnvironment, RendezvousError, select_environment, wait_for_main
 from fdsl_app.config import load_config
 from fdsl_app.data.synthetic import EpochSampler, FormulaDataset, collate_samples
 from fdsl_app.families import create_family

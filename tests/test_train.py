@@ -14,7 +14,7 @@ from fdsl_app import cli
 from fdsl_app.config import RECIPES_DIR, load_config
 from fdsl_app.data.build import build_datamodule
 from fdsl_app.models.module import create_network
-from fdsl_app.train import fit
+from fdsl_app.training.fit import fit
 
 pytestmark = pytest.mark.filterwarnings("ignore::lightning.fabric.utilities.warnings.PossibleUserWarning")
 

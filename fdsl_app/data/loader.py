@@ -9,10 +9,13 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-#: What schedulers send to every process of a job step (Slurm's --signal=USR1, scancel and preemption's SIGTERM,
-#: PBS's qdel). The training process handles them at a step boundary (fdsl_app.training.stopping.StopRequests); a
-#: loader worker killed by one would fail the training process before it gets there.
-JOB_SIGNALS = (signal.SIGUSR1, signal.SIGTERM)
+#: The signal that asks a run to checkpoint and stop, expecting its job to be requeued: what Slurm's
+#: ``#SBATCH --signal=USR1@<seconds>`` sends before the time limit.
+REQUEUE_SIGNAL = signal.SIGUSR1
+#: What schedulers send to every process of a job step (the requeue signal; SIGTERM from scancel, preemption, PBS's
+#: qdel). The training process handles them at a step boundary (:mod:`fdsl_app.training.preemption`); a loader
+#: worker killed by one would fail the training process before it gets there.
+JOB_SIGNALS = (REQUEUE_SIGNAL, signal.SIGTERM)
 
 
 def ignore_job_signals(worker_id: int) -> None:

@@ -306,7 +306,7 @@ class EpochSampler(DistributedSampler[int]):
     def start_at(self, epoch: int, skip: int = 0) -> None:
         """Make the next iteration yield epoch `epoch` from `skip` indices into this rank's share, whatever
         :meth:`set_epoch` says until then (one-shot). A resumed run continues exactly where its checkpoint was taken,
-        with the epoch counted from the training steps (see :class:`~fdsl_app.callbacks.DataPosition`)."""
+        with the epoch counted from the training steps (see :class:`~fdsl_app.training.callbacks.DataPosition`)."""
         if skip < 0:
             raise ValueError(f"skip must be >= 0, got {skip}")
         self.set_epoch(epoch)

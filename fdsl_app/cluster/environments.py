@@ -1,9 +1,10 @@
-"""Where a run's processes come from, and how a run survives the end of its job.
+"""Where a run's processes come from: the launcher, each rank's place, and the check that they can meet.
 
 One process per device, started by one of:
 
 - Slurm's ``srun`` (one task per GPU): Lightning's ``SLURMEnvironment``, with its auto-requeue replaced by
-  :class:`Preemption` (which checkpoints at an optimiser-step boundary instead of inside the signal handler);
+  :class:`~fdsl_app.training.preemption.Preemption` (which checkpoints at an optimiser-step boundary instead of
+  inside the signal handler) and :func:`fdsl_app.cluster.launch.requeue_slurm_job`;
 - Open MPI's ``mpirun`` (PBS Professional on ABCI 3.0): :class:`OpenMPIEnvironment`, ranks from
   ``OMPI_COMM_WORLD_*``, main address and port passed by the job script as ``MASTER_ADDR``/``MASTER_PORT``;
 - ``torchrun``: Lightning's ``TorchElasticEnvironment``;
@@ -14,17 +15,11 @@ One process per device, started by one of:
 
 from __future__ import annotations
 
-import logging
 import os
-import signal
 import socket
-import subprocess
-import threading
 import time
-from typing import Any
 
 import lightning as L
-import torch
 from lightning.fabric.plugins.environments import (
     ClusterEnvironment,
     SLURMEnvironment,
@@ -32,11 +27,7 @@ from lightning.fabric.plugins.environments import (
 )
 from lightning.pytorch.utilities import rank_zero_only
 
-from fdsl_app.config import CLUSTERS, parse_duration
-
-log = logging.getLogger("fdsl_app")
-
-REQUEUE_SIGNAL = signal.SIGUSR1  # what `#SBATCH --signal=USR1@<seconds>` sends before the time limit
+from fdsl_app.config import CLUSTERS
 
 
 class RendezvousError(RuntimeError):
@@ -143,12 +134,6 @@ def select_environment(choice: str = "auto") -> ClusterEnvironment | None:
     return None
 
 
-def is_rank_zero() -> bool:
-    """Whether this process is rank 0 of the run, the one that writes the run directory and prints summaries (every
-    rank runs fit; the rank is Lightning's, as the Trainer or :func:`adopt_rank` set it)."""
-    return rank_zero_only.rank == 0
-
-
 def adopt_rank(env: ClusterEnvironment | None) -> None:
     """Tell Lightning's rank-zero helpers this process's rank now: the run directory is written before the Trainer
     sets it, and Lightning's guess from RANK/SLURM_PROCID misses Open MPI's ranks."""
@@ -212,111 +197,3 @@ def wait_for_main(address: str, port: int, timeout: float, rank: int) -> None:
                 "trainer.connect_timeout sets the wait"
             )
         time.sleep(0.5)
-
-
-_STOP_REASONS = {1: "the time limit (trainer.max_time)", 2: "the requeue signal", 3: "SIGTERM"}
-
-
-class Preemption(L.Callback):
-    """Ends a job's part of a run cleanly, before the job is killed: at the next optimiser step, checkpoint and stop.
-
-    Triggers: the requeue signal (SIGUSR1: ``#SBATCH --signal=USR1@180`` sends it 3 minutes before the time limit),
-    SIGTERM (Slurm preemption or ``scancel``, PBS ``qdel``) and `max_time` ("DD:HH:MM:SS" of this process, counted
-    from the callback's creation: a resumed job gets the whole time again). Signal handlers only set a flag; the
-    decision is taken at optimiser-step boundaries and reduced over ranks, so every rank stops at the same step (no
-    collective runs inside a signal handler, unlike Lightning's own SIGTERM handling, which this replaces during
-    training). Place it before :class:`~fdsl_app.callbacks.LastCheckpoint`, which saves whenever a stop is
-    requested. The stop skips the validation Lightning would otherwise run first.
-
-    After the requeue signal under Slurm, :meth:`requeue` (called at the very end of the fit, once every file is
-    written) puts the job back in the queue; the requeued job runs the same script, whose ``resume=auto`` continues.
-    """
-
-    def __init__(self, max_time: str | None = None) -> None:
-        self.deadline = time.monotonic() + parse_duration(max_time) if max_time is not None else None
-        self.signalled: int | None = None
-        self.reason: str | None = None
-        self.cause = 0  # see on_train_batch_end
-        self.stopped_at: int | None = None
-        self._previous: dict[int, Any] = {}
-        self._seen_step = -1
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        self.signalled = signum  # only a flag: the checkpoint is taken at a step boundary
-
-    def _install(self, signum: int) -> None:
-        if threading.current_thread() is threading.main_thread():
-            self._previous.setdefault(signum, signal.signal(signum, self._handle))
-
-    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        if stage == "fit":
-            self._install(REQUEUE_SIGNAL)
-
-    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._install(signal.SIGTERM)  # after Lightning registered its handler at the start of the fit
-        if trainer.received_sigterm:  # one that came earlier (sanity check, loader start-up) stops at the first step
-            self.signalled = signal.SIGTERM
-            trainer._signal_connector.received_sigterm = False
-        self._seen_step = trainer.global_step  # a resumed run's first micro-batch is no step boundary
-
-    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        self._restore()
-
-    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
-        self._restore()  # Lightning calls no teardown hooks after an exception
-
-    def _restore(self) -> None:
-        # Only where the handler is still ours: Lightning may have put back the original SIGTERM handler already.
-        for signum, previous in self._previous.items():
-            if signal.getsignal(signum) == self._handle:
-                signal.signal(signum, previous)
-        self._previous = {}
-
-    def on_train_batch_end(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
-    ) -> None:
-        step = trainer.global_step
-        if step == self._seen_step or self.stopped_at is not None or step >= trainer.max_steps:
-            return  # mid-accumulation (no step boundary yet), already stopping, or the run's last step anyway
-        self._seen_step = step
-        # What asks to stop, as a code reduced (max) over ranks, so that every rank stops at this step for the same
-        # reason: 0 nothing, 1 the time limit, 2 the requeue signal, 3 SIGTERM.
-        code = {REQUEUE_SIGNAL: 2, signal.SIGTERM: 3}.get(self.signalled, 0)  # type: ignore[arg-type]
-        if not code and self.deadline is not None and time.monotonic() >= self.deadline:
-            code = 1
-        if trainer.world_size > 1:
-            flag = torch.tensor([code], device=trainer.strategy.root_device)
-            code = int(trainer.strategy.reduce(flag, reduce_op="max").item())
-        if not code:
-            return
-        self.stopped_at, self.cause = step, code
-        self.reason = _STOP_REASONS[code]
-        trainer.should_stop = True
-        if batch_idx + 1 < trainer.num_training_batches:
-            # No validation pass on the way out mid-epoch (the time is short). At an epoch's end it runs: a resume
-            # from this checkpoint would skip that epoch's validation.
-            trainer.limit_val_batches = 0
-        if trainer.is_global_zero:
-            log.info("stopping at step %d with a checkpoint: %s", step, self.reason)
-
-    @property
-    def requeue_requested(self) -> bool:
-        return self.cause == 2
-
-    @property
-    def terminated(self) -> bool:
-        """Stopped on SIGTERM: the process should end as a SIGTERM'd one (exit status 143)."""
-        return self.cause == 3
-
-    def requeue(self) -> None:
-        """Put this Slurm job back in the queue (rank 0 only; a no-op outside Slurm)."""
-        job = os.environ.get("SLURM_JOB_ID")
-        if not is_rank_zero() or not job:
-            return
-        if os.environ.get("SLURM_ARRAY_JOB_ID"):
-            job = f"{os.environ['SLURM_ARRAY_JOB_ID']}_{os.environ['SLURM_ARRAY_TASK_ID']}"
-        result = subprocess.run(["scontrol", "requeue", job], capture_output=True, text=True)
-        if result.returncode == 0:
-            log.info("requeued Slurm job %s: it resumes from the checkpoint when it starts again", job)
-        else:
-            log.warning("scontrol requeue %s failed (%s): resubmit the job to resume", job, result.stderr.strip())

@@ -22,6 +22,8 @@ import numpy as np
 import torch
 
 from fdsl_app.data.synthetic import EpochSampler
+from fdsl_app.files import atomic_path
+from fdsl_app.training.lightning_internals import processed_batches, restart_train_iterator
 
 
 class Throughput(L.Callback):
@@ -125,7 +127,7 @@ class DataPosition(L.Callback):
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not self._loaded and trainer.global_step > 0:  # a checkpoint from before this callback: Lightning's count
-            self.batches = int(trainer.fit_loop.epoch_loop.batch_progress.total.processed)
+            self.batches = processed_batches(trainer)
         sampler = train_sampler(trainer)
         if sampler is None or not (self.batches or sampler.drawn is not None):
             return  # a fresh run's first iterator starts at epoch 0, position 0 already; nothing to redo
@@ -133,9 +135,7 @@ class DataPosition(L.Callback):
         # Lightning made the epoch's first iterator before this hook, and with workers the loader has drawn indices
         # already (before the resume position, and before SampleLedger started recording): start it again from the
         # pinned position (with persistent workers, the same workers).
-        fetcher = getattr(trainer.fit_loop, "_data_fetcher", None)
-        if fetcher is not None:
-            iter(fetcher)
+        restart_train_iterator(trainer)
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, idx: int) -> None:
         self.batches += 1  # counted at the start: a checkpoint taken at this batch's end includes it
@@ -240,10 +240,10 @@ class LastCheckpoint(L.Callback):
     """Writes ``last.ckpt`` at a training step: every `every_n_steps` steps, at the last step of the run, at the end
     of each epoch when no step interval is set, and at `stop_at_step`, where it also stops the run.
 
-    A stop requested before this callback runs (:class:`~fdsl_app.cluster.Preemption`, placed before it) also saves.
-    The checkpoint is taken right after the optimiser step, mid-epoch, so that a run resumed from it continues the
-    same epoch with the same data and randomness (unlike a checkpoint taken after the epoch-end hooks, from which
-    Lightning starts the next epoch). The file is replaced atomically.
+    A stop requested before this callback runs (:class:`~fdsl_app.training.preemption.Preemption`, placed before it)
+    also saves. The checkpoint is taken right after the optimiser step, mid-epoch, so that a run resumed from it
+    continues the same epoch with the same data and randomness (unlike a checkpoint taken after the epoch-end hooks,
+    from which Lightning starts the next epoch). The file is replaced atomically.
     """
 
     def __init__(self, path: Path, every_n_steps: int | None = None, stop_at_step: int | None = None) -> None:
@@ -273,8 +273,9 @@ class LastCheckpoint(L.Callback):
             self.save(trainer)
 
     def save(self, trainer: L.Trainer) -> None:
-        """Write the checkpoint (every rank takes part; rank 0 replaces the file atomically)."""
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        trainer.save_checkpoint(tmp)
-        if trainer.is_global_zero:
-            tmp.replace(self.path)
+        """Write the checkpoint (every rank takes part; rank 0 writes the file, atomically)."""
+        if not trainer.is_global_zero:
+            trainer.save_checkpoint(self.path)  # a collective: the other ranks write nothing
+            return
+        with atomic_path(self.path) as tmp:
+            trainer.save_checkpoint(tmp)

@@ -1,0 +1,267 @@
+"""Config -> datamodule, module, callbacks, loggers, Trainer -> fit; and validate/test of a checkpoint.
+
+A run lives in ``<root>/<name>/`` (:mod:`fdsl_app.training.run_dir`): besides the run directory's records,
+``samples.png`` (a training batch as the model sees it), ``checkpoints/`` (``last.ckpt`` and the best by
+``val/top1``) and, with W&B, ``wandb/`` plus ``wandb_id`` so a resumed run continues the same W&B run.
+``resume=auto`` continues from ``checkpoints/last.ckpt`` of a run with the same config.
+
+With several processes every rank runs :func:`fit`; :mod:`fdsl_app.cluster.launch` says which launcher started
+them (``env``) and checks the world before the fit starts (``before_fit``). Rank 0 alone writes the run directory.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.fabric.plugins.environments import ClusterEnvironment
+from lightning.pytorch.callbacks import ModelCheckpoint
+
+from fdsl_app.config import RunCfg, to_dict
+from fdsl_app.data.build import build_datamodule
+from fdsl_app.data.synthetic import EpochSampler
+from fdsl_app.files import write_atomic
+from fdsl_app.models.checkpoint import load_pretrained
+from fdsl_app.models.module import ClassifierModule, NonFiniteLossError, create_network
+from fdsl_app.training.callbacks import DataPosition, LastCheckpoint, RngState, SampleGrid, SampleLedger, Throughput
+from fdsl_app.training.lightning_internals import stop_by_steps
+from fdsl_app.training.preemption import Preemption, StopCause
+from fdsl_app.training.run_dir import (
+    environment,
+    is_rank_zero,
+    merge_metrics,
+    prepare_run_dir,
+    read_metrics,
+    write_state,
+)
+
+log = logging.getLogger("fdsl_app")
+
+@dataclass
+class FitResult:
+    """What a fit left behind."""
+
+    run_dir: Path
+    last_checkpoint: Path | None
+    best_checkpoint: Path | None
+    metrics: dict[str, float]
+    perf: dict[str, float]
+    seconds: float
+    stop: StopCause = StopCause.NONE  # what ended the run before its last step, if a signal or the time limit did
+
+    @property
+    def stopped_by(self) -> str | None:
+        return self.stop.reason if self.stop else None
+
+    @property
+    def terminated(self) -> bool:
+        """Stopped by SIGTERM: the command exits with status 143, as a SIGTERM'd process."""
+        return self.stop == StopCause.SIGTERM
+
+    @property
+    def requeue_requested(self) -> bool:
+        """Stopped by the requeue signal: the job should go back in the queue."""
+        return self.stop == StopCause.REQUEUE_SIGNAL
+
+
+def _precision(value: str) -> str:
+    if value != "auto":
+        return value
+    return "bf16-mixed" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "32-true"
+
+
+def _logger(cfg: RunCfg, run_dir: Path) -> Any:
+    if cfg.log.backend == "none":
+        return False
+    if cfg.log.backend == "csv":
+        return L.pytorch.loggers.CSVLogger(save_dir=run_dir, name="", version="")
+    import wandb  # imported only when asked for
+    from lightning.pytorch.loggers import WandbLogger
+
+    # The run id is kept in the run directory, so that a resumed run continues the same W&B run.
+    id_file = run_dir / "wandb_id"
+    if not id_file.is_file() and is_rank_zero():  # other ranks log nothing to W&B
+        id_file.write_text(wandb.sdk.lib.runid.generate_id())
+    run_id = id_file.read_text().strip() if id_file.is_file() else None
+    return WandbLogger(project=cfg.log.project, name=cfg.name, save_dir=str(run_dir), id=run_id,
+                       resume="allow", offline=cfg.log.wandb_mode == "offline", config=to_dict(cfg))  # fmt: skip
+
+
+def make_trainer(cfg: RunCfg, run_dir: Path, callbacks: list[L.Callback], logger: Any, env: Any = None) -> L.Trainer:
+    """The Trainer of `cfg`; `env`: the launcher's environment (:mod:`fdsl_app.cluster.environments`)."""
+    t = cfg.trainer
+    return L.Trainer(
+        default_root_dir=run_dir, max_epochs=t.max_epochs, max_steps=t.max_steps, accelerator=t.accelerator,
+        devices=t.devices, num_nodes=t.num_nodes, strategy=t.strategy, precision=_precision(t.precision),
+        accumulate_grad_batches=t.accumulate_grad_batches, log_every_n_steps=t.log_every_n_steps,
+        limit_train_batches=t.limit_train_batches, limit_val_batches=t.limit_val_batches,
+        check_val_every_n_epoch=t.val_every_n_epochs, gradient_clip_val=cfg.optim.clip_grad,
+        enable_progress_bar=t.enable_progress_bar, callbacks=callbacks, logger=logger, enable_model_summary=False,
+        plugins=[env] if env is not None else None,
+    )  # fmt: skip
+
+
+def _steps_per_epoch(cfg: RunCfg, batches: int) -> int:
+    limit = cfg.trainer.limit_train_batches
+    if limit is not None:
+        batches = min(batches, int(limit)) if limit > 1 or isinstance(limit, int) else int(batches * limit)
+    return max(1, math.ceil(batches / cfg.trainer.accumulate_grad_batches))
+
+
+def _rank_batches(loader: Any, world_size: int) -> int:
+    """Batches of one rank's epoch, from a loader built before the trainer is attached (over one process): the
+    EpochSampler gives each of `world_size` ranks ceil(n / W) samples (n // W with drop_last), in batches of the
+    per-device size."""
+    sampler = loader.sampler
+    n = len(sampler.dataset) if isinstance(sampler, EpochSampler) else len(loader.dataset)
+    per_rank = n // world_size if getattr(sampler, "drop_last", False) else math.ceil(n / world_size)
+    return per_rank // loader.batch_size if loader.drop_last else math.ceil(per_rank / loader.batch_size)
+
+
+def build(cfg: RunCfg, trainer: L.Trainer, *, training: bool = True) -> tuple[L.LightningDataModule, ClassifierModule]:
+    """The datamodule and the module for `cfg`, sized for `trainer`'s world (for evaluation: no schedule, no init)."""
+    datamodule, num_classes = build_datamodule(cfg, world_size=trainer.world_size)
+    steps_per_epoch = max_steps = 1
+    if training:
+        datamodule.setup("fit")
+        steps_per_epoch = _steps_per_epoch(cfg, _rank_batches(datamodule.train_dataloader(), trainer.world_size))
+        max_steps = cfg.trainer.max_steps if cfg.trainer.max_steps > 0 else steps_per_epoch * cfg.trainer.max_epochs
+    net = create_network(cfg.model, num_classes, cfg.data.image_size)
+    if training and cfg.model.init_from is not None:
+        load_pretrained(net, cfg.model.init_from, report=log.info)
+    module = ClassifierModule(net, num_classes, cfg.optim, cfg.data.augment, global_batch_size=cfg.data.batch_size,
+                              steps_per_epoch=steps_per_epoch, max_steps=max_steps)  # fmt: skip
+    return datamodule, module
+
+
+@dataclass
+class _Callbacks:
+    """The callbacks of a fit, in the order they must run: stop requests (time limit, job signals) before
+    LastCheckpoint, so that the stop is saved; the ledger records before DataPosition starts the loader's first
+    iterator."""
+
+    preemption: Preemption
+    last: LastCheckpoint
+    best: ModelCheckpoint
+    throughput: Throughput
+    others: list[L.Callback]
+
+    @classmethod
+    def of(cls, cfg: RunCfg, run_dir: Path, logger: Any) -> _Callbacks:
+        # `last` at a training step (see LastCheckpoint), `best` by val/top1 after validation.
+        last = LastCheckpoint(run_dir / "checkpoints" / "last.ckpt", cfg.trainer.checkpoint_every_n_steps,
+                              cfg.trainer.stop_at_step)  # fmt: skip
+        best = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best-{epoch:03d}-{step:08d}",
+                               monitor="val/top1", mode="max", save_top_k=1, save_on_train_epoch_end=False)  # fmt: skip
+        others: list[L.Callback] = [SampleLedger(run_dir / "ledger")] if cfg.log.sample_ledger else []
+        others += [DataPosition(), RngState()]
+        if cfg.log.sample_grid:
+            wandb = logger if cfg.log.backend == "wandb" else None
+            others.append(SampleGrid(run_dir / "samples.png", cfg.data.augment.mean, cfg.data.augment.std, wandb))
+        return cls(Preemption(cfg.trainer.max_time), last, best, Throughput(), others)
+
+    @property
+    def all(self) -> list[L.Callback]:
+        return [self.preemption, self.last, self.best, self.throughput, *self.others]
+
+
+def fit(
+    cfg: RunCfg,
+    *,
+    env: ClusterEnvironment | None = None,
+    before_fit: Callable[[L.Trainer], None] | None = None,
+) -> FitResult:
+    """Train as `cfg` says; returns where the run went and its final metrics.
+
+    Args:
+        cfg: the run.
+        env: the Lightning environment of the launcher that started the processes (None: Lightning starts them).
+        before_fit: called with the Trainer right before fitting, once the data and the model are built (the
+            cluster launcher checks the world there and waits for rank 0).
+    """
+    start = time.perf_counter()
+    run_dir, resume_from = prepare_run_dir(cfg)
+    if is_rank_zero():
+        write_atomic(run_dir / "env.json", json.dumps(environment(), indent=2))
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    logger = _logger(cfg, run_dir)
+    callbacks = _Callbacks.of(cfg, run_dir, logger)
+    trainer = make_trainer(cfg, run_dir, callbacks.all, logger, env)
+    datamodule, module = build(cfg, trainer)
+    stop_by_steps(trainer, module.max_steps)  # the schedule's length (see DataPosition)
+    if before_fit is not None:
+        before_fit(trainer)
+    _run(cfg, trainer, module, datamodule, run_dir, resume_from, callbacks.preemption)
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if torch.is_tensor(v) and v.numel() == 1}
+    last = callbacks.last.path if callbacks.last.path.is_file() else None
+    best = Path(callbacks.best.best_model_path) if callbacks.best.best_model_path else None
+    return FitResult(run_dir, last, best, metrics, callbacks.throughput.summary(), time.perf_counter() - start,
+                     callbacks.preemption.cause)  # fmt: skip
+
+
+def _run(
+    cfg: RunCfg, trainer: L.Trainer, module: ClassifierModule, datamodule: L.LightningDataModule, run_dir: Path,
+    resume_from: Path | None, preemption: Preemption,
+) -> None:  # fmt: skip
+    """``trainer.fit``, recording in ``state.json`` how it ended and keeping ``metrics.csv`` whole over resumes."""
+    earlier_metrics = read_metrics(run_dir / "metrics.csv") if resume_from is not None else []
+    try:
+        with warnings.catch_warnings():
+            # metrics.csv and the checkpoints live in the run directory and a resumed run adds to them, as intended.
+            warnings.filterwarnings("ignore", message="Experiment logs directory .* exists and is not empty")
+            warnings.filterwarnings("ignore", message="Checkpoint directory .* exists and is not empty")
+            # The data position is restored by DataPosition (EpochSampler, every data source), which Lightning
+            # does not know about.
+            warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch")
+            trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
+    except NonFiniteLossError as err:
+        good = run_dir / "checkpoints" / "last-good.ckpt"
+        trainer.save_checkpoint(good)  # the loss is checked before backward: these weights are the last good ones
+        write_state(run_dir, "failed", trainer.global_step, module.max_steps, str(err))
+        raise RuntimeError(f"{err}; the last good state is in {good}") from None
+    except BaseException as err:
+        write_state(run_dir, "failed", trainer.global_step, module.max_steps, f"{type(err).__name__}: {err}")
+        raise
+    else:
+        finished = trainer.global_step >= module.max_steps
+        write_state(run_dir, "finished" if finished else "stopped", trainer.global_step, module.max_steps,
+                    reason=None if finished else preemption.reason or "trainer.stop_at_step")  # fmt: skip
+    finally:
+        if is_rank_zero():
+            merge_metrics(run_dir / "metrics.csv", earlier_metrics)
+        if cfg.log.backend == "wandb" and trainer.is_global_zero:
+            import wandb
+
+            wandb.finish()  # close this run's files; a resumed fit reopens the same run id
+
+
+def evaluate(
+    cfg: RunCfg, checkpoint: str | Path, stage: str = "validate", *, env: ClusterEnvironment | None = None
+) -> dict[str, float]:
+    """Validate or test a checkpoint on `cfg`'s data; returns the metrics (`env`: as for :func:`fit`)."""
+    checkpoint = Path(checkpoint)
+    if not checkpoint.is_file():
+        raise ValueError(f"checkpoint {checkpoint} does not exist")
+    os.makedirs(cfg.run_dir, exist_ok=True)
+    trainer = make_trainer(cfg, cfg.run_dir, [], False, env)
+    datamodule, module = build(cfg, trainer, training=False)
+    try:
+        stored = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        module.on_load_checkpoint(stored)  # EMA weights in or out, as a resume handles them
+        module.load_state_dict(stored["state_dict"])
+    except (RuntimeError, KeyError, TypeError, OSError, EOFError) as err:  # pickle errors are RuntimeErrors here
+        reason = " ".join(str(err).split())[:300] or type(err).__name__
+        raise ValueError(f"{checkpoint} is not a checkpoint of this config's model ({reason})") from None
+    run = trainer.validate if stage == "validate" else trainer.test
+    results = run(module, datamodule=datamodule)
+    return {k: float(v) for k, v in (results[0] if results else {}).items()}
