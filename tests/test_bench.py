@@ -7,7 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from fdsl_app import bench, cli, render
+from fdsl_app import cli, render
+from fdsl_app.bench import render as bench
 from fdsl_app.families import create_family
 from fdsl_app.render import reference_numpy
 

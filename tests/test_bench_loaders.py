@@ -10,8 +10,10 @@ import pytest
 import torch
 from PIL import Image
 
-from fdsl_app import bench_loaders, bench_report, cli
-from fdsl_app import bench_pipelines as bp
+from fdsl_app import cli
+from fdsl_app.bench import pipelines as bp
+from fdsl_app.bench import records
+from fdsl_app.bench import report as bench_report
 
 TINY = ["--samples", "16", "--size", "32", "--batch-size", "8", "--points", "1000"]
 ROW_FIELDS = {
@@ -31,11 +33,11 @@ def test_end_to_end(tmp_path, capsys):
     assert cli.main(argv) == 0
     out = capsys.readouterr().out
     assert "**Machine:**" in out and "| loader | workers |" in out and "Mixup/CutMix" in out
-    missing = {s.loader for s in bench_loaders.skipped_loaders(list(bench_loaders.LOADERS))}
-    expected = [key for key in bench_loaders.LOADERS if key not in missing]
+    missing = {s.loader for s in records.skipped_loaders(list(records.LOADERS))}
+    expected = [key for key in records.LOADERS if key not in missing]
     assert {"a", "c", "d"} <= set(expected)
     for key in expected:
-        assert f"| ({key}) {bench_loaders.LOADERS[key]} | 0 |" in out and f"| ({key}) " in out
+        assert f"| ({key}) {records.LOADERS[key]} | 0 |" in out and f"| ({key}) " in out
     assert "(c)/(a) at 1 workers:" in out and "(d)/(a) at 0 workers:" in out
 
     doc = json.loads(path.read_text())
@@ -57,8 +59,8 @@ def test_end_to_end(tmp_path, capsys):
 
 
 def test_missing_webdataset_is_a_skipped_record(tmp_path, capsys, monkeypatch):
-    real = bench_loaders.installed
-    monkeypatch.setattr(bench_loaders, "installed", lambda module: module != "webdataset" and real(module))
+    real = records.installed
+    monkeypatch.setattr(records, "installed", lambda module: module != "webdataset" and real(module))
     path = tmp_path / "bench.json"
     argv = ["bench", "loaders", *TINY, "--loaders", "a,b", "--workers", "0", "--json", str(path)]
     assert cli.main([*argv, "--chart", str(tmp_path / "c.png")]) == 0
@@ -138,11 +140,11 @@ def test_bad_flags_exit_2(tmp_path, capsys, flags, message):
 
 
 def test_step_stats_and_ticks():
-    rate, spread = bench_loaders.step_stats([0.1, 0.1, 0.2], [10, 10, 20])
+    rate, spread = records.step_stats([0.1, 0.1, 0.2], [10, 10, 20])
     assert rate == pytest.approx(100.0) and spread == pytest.approx(0.0)
-    rate, spread = bench_loaders.step_stats([0.1, 0.3], [10, 10])
+    rate, spread = records.step_stats([0.1, 0.3], [10, 10])
     assert rate == pytest.approx(50.0) and spread > 0
-    assert bench_loaders.step_stats([], []) == (0.0, 0.0)
+    assert records.step_stats([], []) == (0.0, 0.0)
     assert bench_report.nice_ticks(950) == [0, 200, 400, 600, 800, 1000]
     assert bench_report.short(1234) == "1.2k" and bench_report.short(56.0) == "56"
 

@@ -76,14 +76,35 @@ def test_unknown_verb_and_missing_verb(capsys):
     assert "{render,loaders}" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("error, code", [(ValueError, 2), (TypeError, 2), (RuntimeError, 1)])
-def test_errors_while_running_are_one_line_not_tracebacks(tmp_path, capsys, monkeypatch, error, code):
-    def fail(*args, **kwargs):
-        raise error("n_points must be in [1, 10000000]")
+def test_bad_input_found_while_running_is_one_line(tmp_path, capsys):
+    assert cli.main(["render", "onepfrac", "--set", "delta=5", "-o", str(tmp_path / "p.png")]) == 2
+    err = capsys.readouterr().err
+    want = "onepfrac setting delta=5.0 is not allowed: it must be in (0, 1] with perturbation='multiplicative'"
+    assert err.startswith(f"fdsl_app: error: {want}") and err.count("\n") == 1
 
-    monkeypatch.setattr(preview, "render_preview", fail)
-    assert cli.main(["render", "-o", str(tmp_path / "p.png")]) == code
-    assert capsys.readouterr().err == "fdsl_app: error: n_points must be in [1, 10000000]\n"
+
+def test_a_failed_run_is_one_line_with_status_1(tmp_path, capsys):
+    argv = ["search", "fractaldb", "--classes", "2", "--no-progress", "-o", str(tmp_path / "c.npz"), "--set",
+            "fill_threshold=0.99", "--set", "max_candidates=64", "--set", "search_size=32", "--set",
+            "search_points=500"]
+    assert cli.main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("fdsl_app: error: fractaldb search found 0 of 2 classes") and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("bug", [lambda: {}["key"], lambda: np.zeros(3) + np.zeros(4), lambda: int("12x")])
+def test_an_unexpected_error_shows_its_traceback(tmp_path, capsys, monkeypatch, bug):
+    """A bug (here in place of the preview) is never reported as if the user's input were wrong."""
+    monkeypatch.setattr(preview, "render_preview", lambda *args: bug())
+    assert cli.main(["render", "-o", str(tmp_path / "p.png")]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in err and "fdsl_app: unexpected error" in err.splitlines()[-1]
+
+
+def test_fdsl_debug_shows_the_traceback_of_any_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("FDSL_DEBUG", "1")
+    with pytest.raises(ValueError, match="delta=5.0"):
+        cli.main(["render", "onepfrac", "--set", "delta=5", "-o", str(tmp_path / "p.png")])
 
 
 def test_version(capsys):

@@ -30,9 +30,9 @@ from typing import Any
 
 import torch
 
+from fdsl_app.bench.steps import Batch, to_device
 from fdsl_app.data.augment import DeviceAugment, random_erase
 
-Batch = Any
 JPEG_QUALITY = 90
 FFCV_MODES = {"e": "raw", "ej": "jpg"}  # loader key -> FFCV RGBImageField write mode
 # FFCV loaders live until the process exits: collecting one runs numba's finalizers on FFCV's generated functions,
@@ -79,8 +79,6 @@ def ffcv_loader(path: Path, spec: Any, workers: int) -> tuple[Iterable[Batch], C
     from ffcv.fields.decoders import IntDecoder, RandomResizedCropRGBImageDecoder
     from ffcv.loader import Loader, OrderOption
     from ffcv.transforms import RandomHorizontalFlip, Squeeze, ToTensor, ToTorchImage
-
-    from fdsl_app.bench_pipelines import to_device  # not at the top: bench_pipelines imports this module
 
     if spec.augment.vflip:
         raise ValueError("FFCV has no vertical flip; run the FFCV loaders with vflip 0")

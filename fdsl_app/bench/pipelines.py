@@ -1,4 +1,4 @@
-"""The loaders ``fdsl_app bench loaders`` compares, the small dataset it exports for them, and the timing loop.
+"""The loaders ``fdsl_app bench loaders`` compares and the small dataset it exports for them (timing: steps.py).
 
 Every loader yields the same samples of one family: ``export_dataset`` writes sample ``i`` rendered from the key of
 (seed, epoch 0, i), which is exactly what ``FormulaDataset(family, params, seed)[i]`` renders, so the file-based
@@ -14,7 +14,7 @@ Loaders, all shuffled, ``batch_size`` B, nothing dropped, torch's default prefet
   timm/DeiT transform per sample (PIL), as (a);
 - (d) the training path: ``FamilyDataModule.train_dataloader()`` (batched uint8 renders in shared memory), then
   the copy to the training device and its ``DeviceAugment`` per batch, both timed as part of every step;
-- (e), (ej), (f): FFCV and DALI, in :mod:`fdsl_app.bench_peers`.
+- (e), (ej), (f): FFCV and DALI, in :mod:`fdsl_app.bench.peers`.
 
 On a CUDA device every loader's batches are copied there from pinned memory, inside the timed step.
 """
@@ -30,13 +30,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, default_collate
 from torchvision.datasets import ImageFolder
 
-from fdsl_app import bench_peers, render
+from fdsl_app import render
+from fdsl_app.bench import peers
+from fdsl_app.bench.steps import Batch, to_device
 from fdsl_app.config import AugmentCfg
 from fdsl_app.data.augment import real_transforms
 from fdsl_app.data.datamodule import FamilyDataModule
@@ -47,7 +48,6 @@ from fdsl_app.families.base import RENDER_SETTINGS
 from fdsl_app.families.params_io import save_params
 
 WDS_SHUFFLE = 1000  # WebDataset sample shuffle buffer (its default)
-Batch = Any  # what a loader yields: (images, labels)
 
 
 @dataclass(frozen=True)
@@ -83,24 +83,6 @@ class BenchData:
 
     def shards(self) -> list[str]:
         return sorted(str(p) for p in self.wds_dir.glob("shard-*.tar"))
-
-
-@dataclass(frozen=True)
-class Timing:
-    """One epoch of one loader: when each batch arrived and how many images it held.
-
-    Attributes:
-        first_batch_s: seconds from creating the iterator (worker start included) to the first batch.
-        epoch_s: seconds from creating the iterator to the last batch.
-        step_seconds, step_images: time and images of each step after the first.
-        images: images of the whole epoch.
-    """
-
-    first_batch_s: float
-    epoch_s: float
-    step_seconds: list[float]
-    step_images: list[int]
-    images: int
 
 
 def make_family(name: str, settings: dict[str, Any], samples: int) -> Family:
@@ -143,9 +125,9 @@ def prepare_data(
             family, params, root / "wds", fmt="webdataset", seed=seed, shard_size=shard_size, progress=False
         )
         written += result.written
-    betons = [key for key in formats if key in bench_peers.FFCV_MODES]
+    betons = [key for key in formats if key in peers.FFCV_MODES]
     if betons:
-        written += bench_peers.write_betons(root / "png", root, betons, workers=render.cpu_count())
+        written += peers.write_betons(root / "png", root, betons, workers=render.cpu_count())
     return BenchData(family, params, root, seed, time.perf_counter() - start, written)
 
 
@@ -224,15 +206,15 @@ def deit_transform(spec: PipelineSpec) -> Callable:
 def build_loader(
     kind: str, data: BenchData, spec: PipelineSpec, workers: int
 ) -> tuple[Iterable[Batch], Callable | None]:
-    """Loader `kind` (a key of ``bench_loaders.LOADERS``) with `workers` processes (threads for FFCV and DALI), and
+    """Loader `kind` (a key of ``records.LOADERS``) with `workers` processes (threads for FFCV and DALI), and
     the per-batch step after it: the copy to ``spec.device`` (None on the CPU), then the batched augmentation of (d)
-    and the peers (:mod:`fdsl_app.bench_peers`)."""
+    and the peers (:mod:`fdsl_app.bench.peers`)."""
     if kind == "d":
         return _datamodule_loader(data, spec, workers)
-    if kind in bench_peers.FFCV_MODES:
-        return bench_peers.ffcv_loader(bench_peers.beton_path(data.root, kind), spec, workers)
+    if kind in peers.FFCV_MODES:
+        return peers.ffcv_loader(peers.beton_path(data.root, kind), spec, workers)
     if kind == "f":
-        return bench_peers.dali_loader(data.png_dir, spec, workers)
+        return peers.dali_loader(data.png_dir, spec, workers)
     transform = deit_transform(spec)
     step = None if spec.device == "cpu" else functools.partial(to_device, device=spec.device)
     if kind == "b":
@@ -250,12 +232,6 @@ def build_loader(
         pin_memory=spec.pin_memory, generator=torch.Generator().manual_seed(spec.seed),
     )  # fmt: skip
     return loader, step
-
-
-def to_device(batch: Batch, device: str) -> Batch:
-    """``(images, labels)`` on `device` (asynchronous from pinned memory)."""
-    images, labels = batch
-    return images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
 
 
 def _webdataset_loader(
@@ -306,26 +282,6 @@ def _datamodule_loader(data: BenchData, spec: PipelineSpec, workers: int) -> tup
 
 
 # --- timing -------------------------------------------------------------------------------------------------------
-
-
-def time_epoch(loader: Iterable[Batch], step: Callable[[Batch], Batch] | None = None, device: str = "cpu") -> Timing:
-    """Iterate one epoch of `loader` (applying `step` to each batch) and record when each batch was ready (on a
-    CUDA `device`: once the device has finished the step's work)."""
-    sync = torch.cuda.synchronize if device.startswith("cuda") else None
-    start = time.perf_counter()
-    arrivals: list[float] = []
-    counts: list[int] = []
-    for batch in loader:
-        if step is not None:
-            batch = step(batch)
-        if sync is not None:
-            sync()
-        arrivals.append(time.perf_counter())
-        counts.append(len(batch[1]))
-    if not arrivals:
-        raise ValueError("the loader yielded no batches")
-    steps = np.diff(np.asarray(arrivals)).tolist()
-    return Timing(arrivals[0] - start, arrivals[-1] - start, steps, counts[1:], sum(counts))
 
 
 def warm_up(kind: str, data: BenchData, spec: PipelineSpec) -> None:

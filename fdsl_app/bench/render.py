@@ -1,4 +1,4 @@
-"""Benchmarks behind ``fdsl_app bench``: IFS render throughput against a plain numpy/Python reference renderer.
+"""``fdsl_app bench render``: IFS render throughput against the numpy restatement of the published renderer.
 
 Each figure warms up once, then times repeated calls until at least :data:`MIN_SECONDS` and :data:`MIN_REPEATS`
 have passed and reports the median call. All rows render one fixed set of accepted FractalDB systems (found with
@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from fdsl_app import render
+from fdsl_app import provenance, render
 from fdsl_app.families import create_family
 from fdsl_app.render import reference_numpy
 
@@ -251,3 +251,19 @@ def write_json(path: str | Path, rows: Sequence[RenderRow], machine: dict[str, A
                       "systems": N_SYSTEMS, "system_seed": SYSTEM_SEED},
            "rows": [asdict(r) for r in rows]}  # fmt: skip
     Path(path).write_text(json.dumps(doc, indent=2) + "\n")
+
+
+def run(settings: RenderSettings, json_path: Path | None, say: Callable[..., None]) -> list[RenderRow]:
+    """Measure every row of `settings`, printing the header and each row with `say` as it is measured."""
+    machine = provenance.machine()
+    say(render_header(machine, settings))
+    say()
+    say(render_table_head(settings))
+    start = time.perf_counter()
+    rows = run_render_bench(settings, on_row=lambda row: say(render_table_row(row, settings.baseline)))
+    say()
+    say(f"{len(rows)} rows in {time.perf_counter() - start:.1f} s")
+    if json_path is not None:
+        write_json(json_path, rows, machine, settings)
+        say(f"wrote {json_path}")
+    return rows

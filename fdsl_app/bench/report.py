@@ -12,8 +12,8 @@ from typing import Any
 
 from PIL import Image, ImageDraw, ImageFont
 
-from fdsl_app.bench_loaders import LoaderBenchSettings, LoaderRow, Skipped, main_threads, resolve_device
-from fdsl_app.bench_pipelines import WDS_SHUFFLE
+from fdsl_app.bench.pipelines import WDS_SHUFFLE
+from fdsl_app.bench.records import LoaderBenchSettings, LoaderRow, Skipped, main_threads, resolve_device
 
 WIDTH, HEIGHT = 1000, 560
 MARGIN = {"left": 90, "right": 30, "top": 70, "bottom": 130}

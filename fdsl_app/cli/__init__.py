@@ -1,28 +1,32 @@
 """The ``fdsl_app`` command line: ``fdsl_app <verb> [options]``.
 
 Verbs live in :data:`COMMANDS` (verb -> :class:`Command`); a verb with sub-verbs (``bench``) holds its own table.
-Bad flag values stop in argparse with a message naming the flag; a ``ValueError`` or ``TypeError`` raised while
-running is reported as ``fdsl_app: error: ...`` with exit code 2, never as a traceback.
+Each verb group has its module: :mod:`~fdsl_app.cli.train`, :mod:`~fdsl_app.cli.families`, :mod:`~fdsl_app.cli.bench`.
+
+Errors: bad flag values stop in argparse with a message naming the flag (exit 2). After parsing, bad input is a
+``ValueError`` that fdsl_app raised on purpose: one line, exit 2; a :class:`~fdsl_app.errors.RunFailure` or an
+``OSError`` (disk, permissions): one line, exit 1. Anything else is unexpected, a bug until shown otherwise: its
+traceback is printed, then one line saying so (exit 1). ``FDSL_DEBUG=1`` shows the traceback of every error.
 """
 
 from __future__ import annotations
 
 import argparse
+import linecache
+import os
 import sys
-import time
+import traceback
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import NamedTuple
 
-from fdsl_app import bench, bench_loaders, cli_families, cli_train, provenance, render
-from fdsl_app.cli_families import UsageError as _UsageError
-from fdsl_app.cli_families import say
-from fdsl_app.families import preview
+from fdsl_app import provenance
+from fdsl_app.cli import bench, families, train
+from fdsl_app.cli.args import UsageError
+from fdsl_app.errors import RunFailure
 
 PROG = "fdsl_app"
-MAX_SIZE = 2048
-MAX_POINTS = 10_000_000
-MAX_COLUMNS = 64
+_PACKAGE = Path(__file__).resolve().parent.parent
 
 
 class Command(NamedTuple):
@@ -34,162 +38,27 @@ class Command(NamedTuple):
     subcommands: Mapping[str, Command] | None = None
 
 
-# --- flag types: argparse turns their ValueError/ArgumentTypeError into "argument --flag: <message>" ----------
-
-
-def _choice_list(choices: tuple[str, ...]) -> Callable[[str], list[str]]:
-    def parse(text: str) -> list[str]:
-        values = [part.strip() for part in text.split(",") if part.strip()]
-        bad = [v for v in values if v not in choices]
-        if bad or not values:
-            raise argparse.ArgumentTypeError(f"choose from {','.join(choices)} (comma-separated), got {text!r}")
-        return values
-
-    return parse
-
-
-_size = cli_families.int_arg(2 * 6 + 1, MAX_SIZE, " (more than twice the 6 px pad)")
-_points = cli_families.int_arg(1, MAX_POINTS)
-_threads = cli_families.int_arg(1)
-_sizes = cli_families.int_list_arg(_size, "224,362,512")
-_point_counts = cli_families.int_list_arg(_points, "100000,200000")
-
-
-def _add_threads(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--threads", type=_threads, default=None, metavar="N",
-                        help=f"render threads (default: all {render.cpu_count()} cores)")  # fmt: skip
-
-
-# --- render -------------------------------------------------------------------------------------------------------
-
-
-def _configure_render(parser: argparse.ArgumentParser) -> None:
-    cli_families.add_family_arguments(parser, family_required=False)
-    parser.add_argument("-o", "--output", required=True, type=Path, help="PNG file to write")
-    parser.add_argument("--classes", type=cli_families.int_arg(1, MAX_COLUMNS), default=4,
-                        help="with a family: classes shown, one per row (default 4)")  # fmt: skip
-    parser.add_argument("--per-class", type=cli_families.int_arg(1, MAX_COLUMNS), default=6,
-                        help="with a family: samples per class, one per column (default 6)")  # fmt: skip
-    parser.add_argument("--columns", type=cli_families.int_arg(1, MAX_COLUMNS), default=6,
-                        help="without a family: distinct random systems, one per column (default 6)")  # fmt: skip
-    parser.add_argument("--size", type=_size, default=None,
-                        help="tile size in px (default: 128, or the family's image_size)")  # fmt: skip
-    parser.add_argument("--points", type=_points, default=100_000,
-                        help="without a family: points per IFS image (default 100000)")  # fmt: skip
-    _add_threads(parser)
-
-
-def _run_render(args: argparse.Namespace) -> int:
-    output: Path = args.output
-    if not output.parent.is_dir():
-        raise _UsageError(f"output directory {output.parent} does not exist; create it or choose another -o path")
-    if args.family is not None or args.params is not None:
-        return cli_families.render_family(args)
-    if args.settings:
-        raise _UsageError("--set needs a family: `fdsl_app render FAMILY --set key=value -o grid.png`")
-    args.size = args.size or 128
-    start = time.perf_counter()
-    result = preview.render_preview(args.columns, args.size, args.seed, args.points, args.threads)
-    result.image.save(output, format="PNG")
-    width, height = result.image.size
-    layout = result.layout
-    say(f"wrote {output}")
-    say(f"grid: {layout.rows} rows x {layout.columns} columns of {args.size} px tiles, {width}x{height} px")
-    fill = result.systems.settings["fill_threshold"]
-    say(f"IFS systems: the first {result.systems.num_classes} FractalDB categories of seed {args.seed}, "
-        f"{result.systems.stats['candidates']} candidates searched (fill >= {fill})")
-    say(f"elapsed: {time.perf_counter() - start:.2f} s")
-    return 0
-
-
-# --- bench --------------------------------------------------------------------------------------------------------
-
-
-def _configure_bench_render(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--sizes", type=_sizes, default=list(bench.SIZES), metavar="PX,...",
-                        help="image sizes (default 224,362,512)")  # fmt: skip
-    parser.add_argument("--points", type=_point_counts, default=list(bench.POINTS), metavar="N,...",
-                        help="points per image (default 100000,200000)")  # fmt: skip
-    parser.add_argument("--modes", type=_choice_list(bench.MODES), default=list(bench.MODES), metavar="MODE,...",
-                        help=f"render modes (default {','.join(bench.MODES)})")  # fmt: skip
-    parser.add_argument("--rasters", type=_choice_list(bench.RASTERS), default=list(bench.RASTERS),
-                        metavar="RASTER,...", help=f"raster variants (default {','.join(bench.RASTERS)})")  # fmt: skip
-    _add_threads(parser)
-    parser.add_argument("--json", type=Path, default=None, metavar="FILE", help="also write rows and machine as JSON")
-    parser.add_argument("--no-baseline", dest="baseline", action="store_false",
-                        help="skip the numpy/Python reference baseline")  # fmt: skip
-
-
-def _run_bench_render(args: argparse.Namespace) -> int:
-    if args.json is not None and not args.json.parent.is_dir():
-        raise _UsageError(f"--json directory {args.json.parent} does not exist; create it or choose another path")
-    settings = bench.RenderSettings(args.sizes, args.points, args.modes, args.rasters, args.threads, args.baseline)
-    machine = provenance.machine()
-    say(bench.render_header(machine, settings))
-    say()
-    say(bench.render_table_head(settings))
-    start = time.perf_counter()
-    rows = bench.run_render_bench(settings, on_row=lambda row: say(bench.render_table_row(row, settings.baseline)))
-    say()
-    say(f"{len(rows)} rows in {time.perf_counter() - start:.1f} s")
-    if args.json is not None:
-        bench.write_json(args.json, rows, machine, settings)
-        say(f"wrote {args.json}")
-    return 0
-
-
 BENCH_COMMANDS: dict[str, Command] = {
-    "render": Command(
-        run=_run_bench_render,
-        help="IFS render throughput per mode, raster, size and point count",
-        configure=_configure_bench_render,
-    ),
-    "loaders": Command(
-        run=bench_loaders.run_cli,
-        help="data loading: PNG ImageFolder, WebDataset and rendering on the fly, same images and DeiT augmentation",
-        configure=bench_loaders.configure_cli,
-    ),
+    "render": Command(bench.run_render, "IFS render throughput per mode, raster, size and point count",
+                      bench.configure_render),  # fmt: skip
+    "loaders": Command(bench.run_loaders, "data loading: PNG ImageFolder, WebDataset, FFCV, DALI and rendering on the "
+                       "fly, on the same images with the DeiT augmentation", bench.configure_loaders),  # fmt: skip
 }
 
 COMMANDS: dict[str, Command] = {
-    "fit": Command(
-        run=cli_train.run_fit,
-        help="train from a recipe (default: the quick start): fdsl_app fit --config RECIPE [key=value ...]",
-        configure=cli_train.configure_fit,
-    ),
-    "validate": Command(
-        run=cli_train.run_validate, help="validate a checkpoint", configure=cli_train.configure_evaluate
-    ),
-    "test": Command(run=cli_train.run_test, help="test a checkpoint", configure=cli_train.configure_evaluate),
-    "families": Command(
-        run=cli_families.run_families,
-        help="list the formula families",
-        configure=cli_families.configure_families,
-    ),
-    "search": Command(
-        run=cli_families.run_search,
-        help="generate a family's class parameters (FractalDB: the category search) into a file",
-        configure=cli_families.configure_search,
-    ),
-    "render": Command(
-        run=_run_render,
-        help="write a labelled grid (PNG): samples of a family, or without one every renderer and raster variant",
-        configure=_configure_render,
-    ),
-    "export": Command(
-        run=cli_families.run_export,
-        help="write a family's dataset to disk: PNG in class folders, or WebDataset shards",
-        configure=cli_families.configure_export,
-    ),
-    "bench": Command(
-        run=None,
-        help="benchmarks: render (the renderer), loaders (data pipelines against PNG and WebDataset)",
-        subcommands=BENCH_COMMANDS,
-    ),
+    "fit": Command(train.run_fit, "train from a recipe (default: the quick start): fdsl_app fit --config RECIPE "
+                   "[key=value ...]", train.configure_fit),  # fmt: skip
+    "validate": Command(train.run_validate, "validate a checkpoint", train.configure_evaluate),
+    "test": Command(train.run_test, "test a checkpoint", train.configure_evaluate),
+    "families": Command(families.run_families, "list the formula families", families.configure_families),
+    "search": Command(families.run_search, "generate a family's class parameters (FractalDB: the category search) "
+                      "into a file", families.configure_search),  # fmt: skip
+    "render": Command(families.run_render, "write a labelled grid (PNG): samples of a family, or without one every "
+                      "renderer and raster variant", families.configure_render),  # fmt: skip
+    "export": Command(families.run_export, "write a family's dataset to disk: PNG in class folders, or WebDataset "
+                      "shards", families.configure_export),  # fmt: skip
+    "bench": Command(None, "benchmarks: render (the renderer), loaders (data pipelines)", subcommands=BENCH_COMMANDS),
 }
-
-
-# --- plumbing -----------------------------------------------------------------------------------------------------
 
 
 def _add_commands(parser: argparse.ArgumentParser, commands: Mapping[str, Command], dest: str) -> None:
@@ -226,9 +95,42 @@ def main(argv: list[str] | None = None) -> int:
         return _exit_code(stop.code)
     try:
         return args.run(args)
-    except (_UsageError, ValueError, TypeError) as err:
-        sys.stderr.write(f"{PROG}: error: {err}\n")
+    except Exception as err:
+        if os.environ.get("FDSL_DEBUG", "") not in ("", "0"):
+            raise
+        status = expected_status(err)
+        if status is None:
+            traceback.print_exc()
+            sys.stderr.write(f"{PROG}: unexpected error (a bug, unless the input explains it): "
+                             f"{type(err).__name__}: {err}\n")  # fmt: skip
+            return 1
+        hint = " (FDSL_DEBUG=1 shows the traceback)" if isinstance(err, OSError) else ""
+        sys.stderr.write(f"{PROG}: error: {err}{hint}\n")
+        return status
+
+
+def expected_status(err: Exception) -> int | None:
+    """The exit status of a failure the message explains (2: bad input, 1: the run failed), or None when `err` is
+    unexpected. Bad input is a ``ValueError`` fdsl_app raised on purpose, by a ``raise`` statement in its code or by
+    the argument checks of its C++ bindings; one raised by a library or a builtin (numpy's broadcasting,
+    ``int("x")``) is no message of ours."""
+    if isinstance(err, UsageError):
         return 2
-    except (RuntimeError, OSError) as err:
-        sys.stderr.write(f"{PROG}: error: {err}\n")
+    if isinstance(err, RunFailure | OSError):
         return 1
+    return 2 if isinstance(err, ValueError) and _raised_on_purpose(err) else None
+
+
+def _raised_on_purpose(err: BaseException) -> bool:
+    """Whether `err` comes from a ``raise`` statement in fdsl_app's package, or from the C++ bindings as called by
+    their typed face (``fdsl_app/render/__init__.py``, whose every call into them is checked there)."""
+    tb = err.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    if tb is None:
+        return False
+    path = Path(tb.tb_frame.f_code.co_filename).resolve()
+    if not path.is_relative_to(_PACKAGE):
+        return False
+    line = linecache.getline(str(path), tb.tb_lineno).lstrip()
+    return line.startswith("raise") or (path == _PACKAGE / "render" / "__init__.py" and "_render." in line)

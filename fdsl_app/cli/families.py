@@ -1,4 +1,5 @@
-"""The family verbs of the command line: ``families``, ``search``, ``render <family>`` and ``export``.
+"""The family verbs of the command line: ``families``, ``search``, ``render`` (a family's samples, or every
+renderer variant) and ``export``.
 
 Each pair ``configure_*`` / ``run_*`` is wired into :data:`fdsl_app.cli.COMMANDS`. Family settings come as
 ``--set key=value`` (values parsed as YAML: numbers, booleans, lists), checked against the family's settings.
@@ -7,86 +8,18 @@ Each pair ``configure_*`` / ``run_*`` is wired into :data:`fdsl_app.cli.COMMANDS
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from fdsl_app import render
+from fdsl_app.cli.args import UsageError, add_family_arguments, add_threads, int_arg, say, seed_arg, setting_arg
 from fdsl_app.data import export
 from fdsl_app.families import ClassParams, Family, create_family, family_class, list_families, preview, resolve_family
 
-
-class UsageError(Exception):
-    """A problem with the user's input found after parsing (exit code 2)."""
-
-
-def say(text: str = "") -> None:
-    """One line of command output on stdout, flushed (the verbs report progress as they go)."""
-    sys.stdout.write(text + "\n")
-    sys.stdout.flush()
-
-
-def setting_arg(text: str) -> tuple[str, Any]:
-    """A ``--set key=value`` flag: the value read as YAML (numbers, booleans, lists)."""
-    key, sep, value = text.partition("=")
-    if not sep or not key.strip():
-        raise argparse.ArgumentTypeError(f"expected key=value, got {text!r}")
-    try:
-        return key.strip(), yaml.safe_load(value)
-    except yaml.YAMLError:
-        raise argparse.ArgumentTypeError(f"cannot read the value of {key!r}: {value!r}") from None
-
-
-def int_arg(low: int, high: int | None = None, hint: str = "") -> Callable[[str], int]:
-    """An integer flag in ``low..high`` (no upper bound: None); `hint` follows the bound in the message."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text.replace("_", ""))
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if value < low or (high is not None and value > high):
-            bound = f">= {low:,}" if high is None else f"in {low:,}..{high:,}"
-            raise argparse.ArgumentTypeError(f"must be {bound}{hint}, got {value:,}")
-        return value
-
-    return parse
-
-
-def int_list_arg(item: Callable[[str], int], example: str) -> Callable[[str], list[int]]:
-    """A comma-separated list of `item` values (at least one); `example` shows one in the message."""
-
-    def parse(text: str) -> list[int]:
-        values = [item(part.strip()) for part in text.split(",") if part.strip()]
-        if not values:
-            raise argparse.ArgumentTypeError(f"expected a comma-separated list, e.g. {example}")
-        return values
-
-    return parse
-
-
-def seed_arg(text: str) -> int:
-    """A seed: an integer in [0, 2**64)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if not 0 <= value < 2**64:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 2**64 - 1, got {value}")
-    return value
-
-
-def add_family_arguments(parser: argparse.ArgumentParser, *, family_required: bool = True) -> None:
-    """The family, its settings and where its parameters come from."""
-    parser.add_argument("family", nargs=None if family_required else "?", help="family name (see `fdsl_app families`)")
-    parser.add_argument("--set", dest="settings", type=setting_arg, action="append", default=[], metavar="KEY=VALUE",
-                        help="override a family setting (repeatable), e.g. --set image_size=224")  # fmt: skip
-    parser.add_argument("--params", type=Path, default=None, metavar="FILE",
-                        help="class parameters from `fdsl_app search` (default: generated from --seed)")  # fmt: skip
-    parser.add_argument("--seed", type=seed_arg, default=0, help="seed of the parameters and the samples (default 0)")
+MAX_COLUMNS = 64
+SIZE = int_arg(2 * 6 + 1, 2048, " (more than twice the 6 px pad)")
+POINTS = int_arg(1, render.MAX_POINTS)
 
 
 def family_from_args(args: argparse.Namespace, **extra: Any) -> tuple[Family, ClassParams | None]:
@@ -147,7 +80,46 @@ def run_search(args: argparse.Namespace) -> int:
     return 0
 
 
-# --- render <family> ----------------------------------------------------------------------------------------------
+# --- render ----------------------------------------------------------------------------------------------
+
+
+def configure_render(parser: argparse.ArgumentParser) -> None:
+    add_family_arguments(parser, family_required=False)
+    parser.add_argument("-o", "--output", required=True, type=Path, help="PNG file to write")
+    parser.add_argument("--classes", type=int_arg(1, MAX_COLUMNS), default=4,
+                        help="with a family: classes shown, one per row (default 4)")  # fmt: skip
+    parser.add_argument("--per-class", type=int_arg(1, MAX_COLUMNS), default=6,
+                        help="with a family: samples per class, one per column (default 6)")  # fmt: skip
+    parser.add_argument("--columns", type=int_arg(1, MAX_COLUMNS), default=6,
+                        help="without a family: distinct random systems, one per column (default 6)")  # fmt: skip
+    parser.add_argument("--size", type=SIZE, default=None,
+                        help="tile size in px (default: 128, or the family's image_size)")  # fmt: skip
+    parser.add_argument("--points", type=POINTS, default=100_000,
+                        help="without a family: points per IFS image (default 100000)")  # fmt: skip
+    add_threads(parser)
+
+
+def run_render(args: argparse.Namespace) -> int:
+    output: Path = args.output
+    if not output.parent.is_dir():
+        raise UsageError(f"output directory {output.parent} does not exist; create it or choose another -o path")
+    if args.family is not None or args.params is not None:
+        return render_family(args)
+    if args.settings:
+        raise UsageError("--set needs a family: `fdsl_app render FAMILY --set key=value -o grid.png`")
+    args.size = args.size or 128
+    start = time.perf_counter()
+    result = preview.render_preview(args.columns, args.size, args.seed, args.points, args.threads)
+    result.image.save(output, format="PNG")
+    width, height = result.image.size
+    layout = result.layout
+    say(f"wrote {output}")
+    say(f"grid: {layout.rows} rows x {layout.columns} columns of {args.size} px tiles, {width}x{height} px")
+    fill = result.systems.settings["fill_threshold"]
+    say(f"IFS systems: the first {result.systems.num_classes} FractalDB categories of seed {args.seed}, "
+        f"{result.systems.stats['candidates']} candidates searched (fill >= {fill})")  # fmt: skip
+    say(f"elapsed: {time.perf_counter() - start:.2f} s")
+    return 0
 
 
 def render_family(args: argparse.Namespace) -> int:

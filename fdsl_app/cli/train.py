@@ -11,7 +11,7 @@ import logging
 import sys
 from pathlib import Path
 
-from fdsl_app.cli_families import say
+from fdsl_app.cli.args import say
 from fdsl_app.config import QUICKSTART, RECIPES_DIR, load_config, to_yaml
 
 

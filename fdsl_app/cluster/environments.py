@@ -28,9 +28,10 @@ from lightning.fabric.plugins.environments import (
 from lightning.pytorch.utilities import rank_zero_only
 
 from fdsl_app.config import CLUSTERS
+from fdsl_app.errors import RunFailure
 
 
-class RendezvousError(RuntimeError):
+class RendezvousError(RunFailure):
     """A rank could not reach the main process (rank 0) of the run."""
 
 

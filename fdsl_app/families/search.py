@@ -26,6 +26,7 @@ import numpy as np
 from tqdm import tqdm
 
 from fdsl_app import render
+from fdsl_app.errors import RunFailure
 from fdsl_app.families.base import ClassParams, Family
 from fdsl_app.families.params_io import load_params, save_params
 from fdsl_app.families.sampling import fractaldb_candidates
@@ -38,7 +39,7 @@ CANDIDATES_PER_CLASS = 500
 RESUMABLE_CHANGES = frozenset({"classes", "max_candidates"})
 
 
-class SearchExhaustedError(RuntimeError):
+class SearchExhaustedError(RunFailure):
     """The candidate budget ran out before enough categories were found."""
 
 

@@ -30,6 +30,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 import fdsl_app.models.vit  # noqa: F401 - registers the small-image ViTs
 from fdsl_app.config import AugmentCfg, ModelCfg, OptimCfg
+from fdsl_app.errors import RunFailure
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ LR_REFERENCE_BATCH = 512  # the linear scaling rule's reference batch (DeiT: lr 
 _Cfg = TypeVar("_Cfg", OptimCfg, AugmentCfg)
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(RunFailure):
     """The training loss became NaN or infinite; raised before backward, so the weights are the last good ones."""
 
 

@@ -228,7 +228,7 @@ def _run(
         good = run_dir / "checkpoints" / "last-good.ckpt"
         trainer.save_checkpoint(good)  # the loss is checked before backward: these weights are the last good ones
         write_state(run_dir, "failed", trainer.global_step, module.max_steps, str(err))
-        raise RuntimeError(f"{err}; the last good state is in {good}") from None
+        raise NonFiniteLossError(f"{err}; the last good state is in {good}") from None
     except BaseException as err:
         write_state(run_dir, "failed", trainer.global_step, module.max_steps, f"{type(err).__name__}: {err}")
         raise
