@@ -10,7 +10,7 @@ from torchvision.transforms import RandomResizedCrop
 
 from fdsl_app import render
 from fdsl_app.data.datamodule import FamilyDataModule
-from fdsl_app.render.formula_space import sample_crops, sample_flips
+from fdsl_app.render.formula_space import resized_crop_boxes, sample_crops, sample_flips
 from fdsl_app.render.keys import sample_keys
 
 SIERPINSKI = np.array(
@@ -38,6 +38,20 @@ def test_crop_distribution_equals_torchvisions_random_resized_crop(scale):
                        ("left", ours[:, 0], left), ("top", ours[:, 1], top)]:  # fmt: skip
         assert _ks(a, b) < 0.03, name
     assert (ours[:, 0] >= 0).all() and (ours[:, 0] + ours[:, 2] <= 1 + 1e-12).all()
+
+
+@pytest.mark.parametrize(("height", "width"), [(10, 100), (100, 10), (50, 50)])
+def test_no_fitting_box_falls_back_as_torchvision_does(height, width):
+    """Boxes that cannot fit (90% of a 1:10 image at aspects 3/4..4/3): the centre crop with the aspect clamped."""
+    u = np.random.default_rng(0).random((8, 22))
+    ours = resized_crop_boxes(u[:, :10], u[:, 10:20], u[:, 20:], height, width, scale=(0.9, 1.0))
+    torch.manual_seed(0)
+    image = torch.empty(1, height, width)
+    top, left, h, w = RandomResizedCrop.get_params(image, [0.9, 1.0], [3 / 4, 4 / 3])
+    if height == width:  # everything fits a square: no fallback, but the boxes still lie inside the image
+        assert (ours[:, 0] + ours[:, 2] <= width).all() and (ours[:, 1] + ours[:, 3] <= height).all()
+    else:
+        assert (ours == [left, top, w, h]).all()
 
 
 def test_flip_probabilities_and_determinism():

@@ -35,6 +35,7 @@ from fdsl_app.data.randaugment import (
     parse_rand_augment,
     sample_rand_augment_params,
 )
+from fdsl_app.render.formula_space import ATTEMPTS, resized_crop_boxes
 
 __all__ = [
     "AugmentParams",
@@ -46,7 +47,7 @@ __all__ = [
 ]
 
 _RATIO = (3 / 4, 4 / 3)  # random resized crop aspect ratios (torchvision, timm, DeiT)
-_CROP_ATTEMPTS = 10  # torchvision's RandomResizedCrop tries 10 boxes before its centre-crop fallback
+_ERASE_ATTEMPTS = 10  # timm's RandomErasing tries 10 boxes per image
 _ERASE_AREA = (0.02, 1 / 3)  # timm RandomErasing defaults (DeiT)
 _ERASE_LOG_ASPECT = (math.log(0.3), math.log(1 / 0.3))
 
@@ -313,43 +314,16 @@ def _resize_center(images: Tensor, size: int) -> Tensor:
 def _sample_boxes(
     batch: int, height: int, width: int, scale: tuple[float, float], generator: torch.Generator
 ) -> Tensor:
-    """torchvision's RandomResizedCrop.get_params for a whole batch: ``(left, top, width, height)`` float ``(B, 4)``.
-
-    Ten candidate boxes per sample (area uniform in `scale` of the image, log-uniform aspect in 3/4..4/3, sides
-    rounded to pixels); the first that fits wins; none fitting falls back to the central crop of the whole image
-    with its aspect clamped to the ratio range, exactly as torchvision.
-    """
-    area = height * width
-    shape = (batch, _CROP_ATTEMPTS)
-    target = area * (scale[0] + (scale[1] - scale[0]) * torch.rand(shape, generator=generator, dtype=torch.float64))
-    log_lo, log_hi = math.log(_RATIO[0]), math.log(_RATIO[1])
-    aspect = torch.exp(log_lo + (log_hi - log_lo) * torch.rand(shape, generator=generator, dtype=torch.float64))
-    w = torch.sqrt(target * aspect).round()
-    h = torch.sqrt(target / aspect).round()
-    fits = (w > 0) & (w <= width) & (h > 0) & (h <= height)
-    first = torch.where(fits.any(1), fits.float().argmax(1), torch.full((batch,), -1))
-    pick = first.clamp(min=0).unsqueeze(1)
-    w, h = w.gather(1, pick).squeeze(1), h.gather(1, pick).squeeze(1)
-    fallback_w, fallback_h = _fallback_crop(height, width)
-    found = first >= 0
-    w = torch.where(found, w, torch.full_like(w, fallback_w))
-    h = torch.where(found, h, torch.full_like(h, fallback_h))
-    # Offsets as torchvision's randint(0, side - crop + 1), drawn as floor(U * count) to stay vectorised.
-    left = torch.floor(torch.rand(batch, generator=generator, dtype=torch.float64) * (width - w + 1))
-    top = torch.floor(torch.rand(batch, generator=generator, dtype=torch.float64) * (height - h + 1))
-    left = torch.where(found, left, (width - w) // 2)
-    top = torch.where(found, top, (height - h) // 2)
-    return torch.stack([left, top, w, h], 1).float()
-
-
-def _fallback_crop(height: int, width: int) -> tuple[float, float]:
-    """torchvision's fallback: the whole image, its aspect clamped to the ratio range."""
-    in_ratio = width / height
-    if in_ratio < _RATIO[0]:
-        return float(width), float(round(width / _RATIO[0]))
-    if in_ratio > _RATIO[1]:
-        return float(round(height * _RATIO[1])), float(height)
-    return float(width), float(height)
+    """torchvision's RandomResizedCrop.get_params for a whole batch (:func:`~fdsl_app.render.formula_space.
+    resized_crop_boxes`): ``(left, top, width, height)`` float ``(B, 4)``, from `generator`'s uniforms."""
+    shape = (batch, ATTEMPTS)
+    u_area = torch.rand(shape, generator=generator, dtype=torch.float64)
+    u_aspect = torch.rand(shape, generator=generator, dtype=torch.float64)
+    u_left = torch.rand(batch, generator=generator, dtype=torch.float64)
+    u_top = torch.rand(batch, generator=generator, dtype=torch.float64)
+    u_position = torch.stack([u_left, u_top], 1)
+    boxes = resized_crop_boxes(u_area.numpy(), u_aspect.numpy(), u_position.numpy(), height, width, scale, _RATIO)
+    return torch.from_numpy(boxes).float()
 
 
 def _crop_resize(images: Tensor, params: AugmentParams, size: int) -> Tensor:
@@ -381,7 +355,7 @@ def _crop_resize(images: Tensor, params: AugmentParams, size: int) -> Tensor:
 
 def _sample_erase_boxes(batch: int, height: int, width: int, prob: float, generator: torch.Generator) -> Tensor:
     """timm RandomErasing boxes ``(top, left, h, w)`` int ``(B, 4)``; ``h = w = 0`` where nothing is erased."""
-    shape = (batch, _CROP_ATTEMPTS)
+    shape = (batch, _ERASE_ATTEMPTS)
     erase = torch.rand(batch, generator=generator) < prob
     area = (
         height * width * (_ERASE_AREA[0] + (_ERASE_AREA[1] - _ERASE_AREA[0]) * torch.rand(shape, generator=generator))

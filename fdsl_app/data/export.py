@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import tarfile
 import time
 from collections.abc import Iterator
@@ -25,6 +24,7 @@ from PIL import Image
 
 from fdsl_app import render
 from fdsl_app.families.base import ClassParams, Family
+from fdsl_app.files import write_atomic
 from fdsl_app.render.keys import sample_keys
 
 FORMATS = ("png", "webdataset")
@@ -162,7 +162,7 @@ def _write_chunk(job: _Job, chunk: tuple[int, int]) -> int:
             path = _png_path(job, int(cls), stem)
             if not path.exists():
                 path.parent.mkdir(exist_ok=True)
-                _atomic_write(path, _encode_png(image))
+                write_atomic(path, _encode_png(image))
                 written += 1
         return written
     buffer = io.BytesIO()
@@ -172,14 +172,8 @@ def _write_chunk(job: _Job, chunk: tuple[int, int]) -> int:
                 info = tarfile.TarInfo(stem + suffix)
                 info.size, info.mtime = len(data), 0
                 tar.addfile(info, io.BytesIO(data))
-    _atomic_write(_shard_path(job, start), buffer.getvalue())
+    write_atomic(_shard_path(job, start), buffer.getvalue())
     return end - start
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    tmp.write_bytes(data)
-    tmp.replace(path)
 
 
 def _run(job: _Job, chunks: list[tuple[int, int]], workers: int) -> Iterator[int]:

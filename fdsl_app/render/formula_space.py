@@ -21,7 +21,8 @@ import numpy as np
 
 from fdsl_app.render.keys import uniforms
 
-_ATTEMPTS = 10
+#: Boxes torchvision's RandomResizedCrop tries before its centre-crop fallback.
+ATTEMPTS = 10
 _STREAM = 100  # sub-key streams 100.. of derive(): apart from the renderer's
 
 
@@ -39,6 +40,46 @@ def _uniforms(keys: np.ndarray, stream: int, count: int) -> np.ndarray:
     return uniforms(keys, range(first, first + count))
 
 
+def resized_crop_boxes(
+    u_area: np.ndarray,
+    u_aspect: np.ndarray,
+    u_position: np.ndarray,
+    height: int,
+    width: int,
+    scale: tuple[float, float] = (0.08, 1.0),
+    ratio: tuple[float, float] = (3 / 4, 4 / 3),
+) -> np.ndarray:
+    """torchvision's ``RandomResizedCrop.get_params`` for a batch, from uniform draws in [0, 1): ``(B, 4)`` boxes
+    ``left, top, width, height`` in pixels of a `height` x `width` image.
+
+    Up to :data:`ATTEMPTS` boxes per sample (columns of `u_area` and `u_aspect`): area ``U(scale)`` of the image,
+    aspect ``exp(U(log ratio))``, sides rounded to pixels; the first that fits wins, placed by `u_position`
+    ``(B, 2)`` as ``randint(0, side - crop + 1)``; when none fits, the centre crop of the whole image with its aspect
+    clamped to `ratio`. The one crop rule of fdsl_app: formula-space crops and the device augmentation draw their
+    uniforms differently (per-sample keys, a batch generator) and share this.
+    """
+    area = height * width * (scale[0] + (scale[1] - scale[0]) * u_area)
+    log_lo, log_hi = math.log(ratio[0]), math.log(ratio[1])
+    aspect = np.exp(log_lo + (log_hi - log_lo) * u_aspect)
+    w, h = np.round(np.sqrt(area * aspect)), np.round(np.sqrt(area / aspect))
+    fits = (w > 0) & (w <= width) & (h > 0) & (h <= height)
+    first = np.argmax(fits, axis=1)  # the first attempt that fits (0 if none: replaced below)
+    rows = np.arange(len(fits))
+    w, h = w[rows, first], h[rows, first]
+    none = ~fits.any(axis=1)
+    in_ratio = width / height
+    if in_ratio < min(ratio):
+        fw, fh = width, round(width / min(ratio))
+    elif in_ratio > max(ratio):
+        fw, fh = round(height * max(ratio)), height
+    else:
+        fw, fh = width, height
+    w, h = np.where(none, fw, w), np.where(none, fh, h)
+    left = np.where(none, (width - w) // 2, np.floor(u_position[:, 0] * (width - w + 1)))
+    top = np.where(none, (height - h) // 2, np.floor(u_position[:, 1] * (height - h + 1)))
+    return np.stack([left, top, w, h], axis=1).astype(np.float64)
+
+
 def sample_crops(
     keys: np.ndarray,
     scale: tuple[float, float] = (0.08, 1.0),
@@ -47,32 +88,14 @@ def sample_crops(
 ) -> np.ndarray:
     """Random resized crops, ``(B, 4)`` = left, top, width, height in fractions of the full image, one per key.
 
-    The rule is torchvision's on a ``full_size`` x ``full_size`` image, pixel rounding included, so the crops have
-    exactly the distribution the pixel-space transform gives on the full render.
+    The rule is torchvision's on a ``full_size`` x ``full_size`` image, pixel rounding included
+    (:func:`resized_crop_boxes`), so the crops have exactly the distribution the pixel-space transform gives on the
+    full render.
     """
     keys = np.asarray(keys, np.uint64)
-    side = float(full_size)
-    area = side * side * (scale[0] + (scale[1] - scale[0]) * _uniforms(keys, 0, _ATTEMPTS))
-    log_lo, log_hi = math.log(ratio[0]), math.log(ratio[1])
-    aspect = np.exp(log_lo + (log_hi - log_lo) * _uniforms(keys, 1, _ATTEMPTS))
-    w, h = np.round(np.sqrt(area * aspect)), np.round(np.sqrt(area / aspect))
-    fits = (w > 0) & (w <= side) & (h > 0) & (h <= side)
-    first = np.argmax(fits, axis=1)  # the first attempt that fits (0 if none: replaced below)
-    rows = np.arange(len(keys))
-    w, h = w[rows, first], h[rows, first]
-    none = ~fits.any(axis=1)
-    # torchvision's fallback: the central crop, the whole image when its ratio (1) lies inside `ratio`.
-    if ratio[0] > 1.0:
-        fw, fh = side, np.round(side / ratio[0])
-    elif ratio[1] < 1.0:
-        fw, fh = np.round(side * ratio[1]), side
-    else:
-        fw = fh = side
-    w, h = np.where(none, fw, w), np.where(none, fh, h)
-    position = _uniforms(keys, 2, 2)  # randint(0, side - w + 1)
-    left = np.where(none, (side - w) // 2, np.floor(position[:, 0] * (side - w + 1)))
-    top = np.where(none, (side - h) // 2, np.floor(position[:, 1] * (side - h + 1)))
-    return np.stack([left, top, w, h], axis=1) / side
+    u_area, u_aspect = _uniforms(keys, 0, ATTEMPTS), _uniforms(keys, 1, ATTEMPTS)
+    boxes = resized_crop_boxes(u_area, u_aspect, _uniforms(keys, 2, 2), full_size, full_size, scale, ratio)
+    return boxes / full_size
 
 
 def sample_flips(keys: np.ndarray, hflip: float, vflip: float) -> np.ndarray:
