@@ -75,6 +75,59 @@ void test_fixed_point() {
     CHECK(x == 0.0 && y == 0.0);
 }
 
+// Two maps with a..d = 0: every point is (e, f) of one of them, so the span is |e0 - e1| per axis.
+IfsSystem two_points(double e0, double f0, double e1, double f1) {
+    IfsSystem s{};
+    s.n_maps = 2;
+    s.maps[0] = {0, 0, 0, 0, e0, f0, 0.5};
+    s.maps[1] = {0, 0, 0, 0, e1, f1, 0.5};
+    return s;
+}
+
+// The pixels lit in an image, as row * width + col.
+std::vector<int> lit_pixels(const std::vector<uint8_t>& image) {
+    std::vector<int> lit;
+    for (size_t i = 0; i < image.size(); ++i)
+        if (image[i] != 0) lit.push_back(int(i));
+    return lit;
+}
+
+void test_tiny_spans_land_in_the_middle() {
+    // room / span overflows float for a span below room / FLT_MAX: 1e-39 is subnormal, 1e-37 normal but too small.
+    // The scale then counts as zero (no inf * 0 = NaN cast to int): the middle pixel, like a zero span.
+    const int w = 64, h = 48, pad = 6;
+    for (double span : {1e-39, 1e-37, 0.0}) {
+        for (bool keep_aspect : {false, true}) {
+            const IfsSystem system = two_points(span, span, 0.0, 0.0);
+            std::vector<uint8_t> image(w * h);
+            const uint64_t seed = 3;
+            const uint8_t flip = 0;
+            IfsRenderOptions o;
+            o.mode = Mode::Fast, o.n_points = 1000, o.pad = pad, o.keep_aspect = keep_aspect;
+            render_ifs_batch(IfsBatch{&system, 1, &seed, &seed, &flip, nullptr, image.data(), h, w, 1}, o, 1);
+            // Column pad + room / 2 = 32, row 6 + 36 / 2 = 24 counted from the bottom (y up): image row 23.
+            CHECK(lit_pixels(image) == std::vector<int>{23 * w + 32});
+            // Through a whole-image crop: the room is then 1 - 2 pad / w < 1, so 1e-37 still has a finite scale and
+            // the two points land on the corners of the room; the smaller spans land in the middle.
+            const float crop[4] = {0.0f, 0.0f, 1.0f, 1.0f};
+            o.crop_pad_fraction = float(pad) / w;
+            render_ifs_batch(IfsBatch{&system, 1, &seed, &seed, &flip, crop, image.data(), h, w, 1}, o, 1);
+            const std::vector<int> corners{4 * w + 58, 43 * w + 6}, middle{23 * w + 32};
+            CHECK(lit_pixels(image) == (span == 1e-37 ? corners : middle));
+        }
+    }
+    // Directly, one axis tiny and one normal: only the tiny one collapses to the middle.
+    const float xs[3] = {0.0f, 1e-39f, 5e-40f}, ys[3] = {0.0f, 2.0f, 1.0f}, bbox[4] = {0.0f, 1e-39f, 0.0f, 2.0f};
+    int32_t cols[3], rows[3];
+    fast_pixels(xs, ys, 3, bbox, w, h, pad, false, cols, rows);
+    for (int i = 0; i < 3; ++i) CHECK(cols[i] == 32);
+    CHECK(rows[0] == pad && rows[1] == h - pad && rows[2] == 24);
+    // A tiny span whose scale is still finite keeps it: the points spread over the room.
+    const float small_xs[2] = {0.0f, 1e-30f}, small_bbox[4] = {0.0f, 1e-30f, 0.0f, 2.0f};
+    fast_pixels(small_xs, ys, 2, small_bbox, w, h, pad, false, cols, rows);
+    CHECK(cols[0] == pad && cols[1] == w - pad);
+}
+
 void test_patches_clip_at_the_border() {
     // Points on the last row and column: the patch (offset +1..+3) must clip, not write past the image.
     const int h = 8, w = 8;
@@ -120,6 +173,7 @@ int main() {
     test_nan_rule();
     test_fast_chain();
     test_fixed_point();
+    test_tiny_spans_land_in_the_middle();
     test_patches_clip_at_the_border();
     test_parallel_for_covers_each_item_once();
     test_batch_is_thread_independent();
