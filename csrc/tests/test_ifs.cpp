@@ -1,7 +1,12 @@
 // Unit tests of the IFS core: chains, pixel mapping, rasteriser bounds, batch threading.
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <cmath>
 #include <cstring>
+#include <stdexcept>
+#include <string>
+#include <thread>
 #include <vector>
 
 #include "core/ifs.hpp"
@@ -152,6 +157,49 @@ void test_parallel_for_covers_each_item_once() {
     }
 }
 
+// Waits until `flag` is set; gives up after 10 s so that a broken parallel_for fails the checks instead of hanging.
+void wait_for(const std::atomic<bool>& flag) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (!flag.load() && std::chrono::steady_clock::now() < deadline) std::this_thread::yield();
+}
+
+void test_parallel_for_rethrows_a_worker_exception() {
+    const int64_t count = 100000;
+    for (int thrower : {1, 0}) {  // a thread of the pool, then the calling thread
+        std::atomic<bool> thrown{false};
+        std::atomic<int64_t> done{0};
+        std::string message;
+        try {
+            // The first item of every other worker waits for the throw, so the thrower surely gets an item.
+            parallel_for(count, 4, [&](int64_t i, int worker) {
+                if ((thrower == 0 && worker == 0) || (thrower != 0 && worker != 0)) {
+                    thrown = true;
+                    throw std::runtime_error("worker " + std::to_string(worker) + " item " + std::to_string(i));
+                }
+                wait_for(thrown);
+                ++done;
+            });
+        } catch (const std::runtime_error& e) {
+            message = e.what();
+        }
+        CHECK(message.rfind("worker ", 0) == 0);
+        CHECK((message.rfind("worker 0 ", 0) == 0) == (thrower == 0));
+        CHECK(done < count / 2);  // the others stopped taking items
+    }
+    // Any exception type, on one thread as on many.
+    for (int threads : {1, 3}) {
+        int caught = 0;
+        try {
+            parallel_for(10, threads, [](int64_t i, int) {
+                if (i == 5) throw 42;
+            });
+        } catch (int value) {
+            caught = value;
+        }
+        CHECK(caught == 42);
+    }
+}
+
 void test_batch_is_thread_independent() {
     const int batch = 6, size = 40;
     std::vector<IfsSystem> systems(batch, sierpinski());
@@ -176,6 +224,7 @@ int main() {
     test_tiny_spans_land_in_the_middle();
     test_patches_clip_at_the_border();
     test_parallel_for_covers_each_item_once();
+    test_parallel_for_rethrows_a_worker_exception();
     test_batch_is_thread_independent();
     return test::report("test_ifs");
 }
