@@ -115,8 +115,13 @@ void fill_rate_batch(const IfsSystem* systems, int64_t size, const uint64_t* see
 void render_contour_batch(const ContourParams* params, int64_t size, ContourStyle style, const uint64_t* seeds,
                           double canvas_size, uint8_t* out, int height, int width, int channels, int threads) {
     const int64_t image_bytes = int64_t(height) * width * channels;
-    parallel_for(size, worker_count(threads, size), [&](int64_t i, int) {
-        render_contour(params[i], style, seeds[i], canvas_size, Canvas{out + i * image_bytes, height, width, channels});
+    const int workers = worker_count(threads, size);
+    int max_vertices = 0;
+    for (int64_t i = 0; i < size; ++i) max_vertices = std::max(max_vertices, params[i].n_vertices);
+    std::vector<ContourScratch> scratch(workers, ContourScratch(max_vertices));
+    parallel_for(size, workers, [&](int64_t i, int worker) {
+        render_contour(params[i], style, seeds[i], canvas_size, Canvas{out + i * image_bytes, height, width, channels},
+                       scratch[worker]);
     });
 }
 
