@@ -21,6 +21,12 @@ struct Buffer {
     T* data() { return memory.get(); }
 };
 
+// Pixels are mapped in chunks that stay in L1, except in the rare irregular reference case (NaN rule), which
+// compacts all points at once: only reference mode needs pixel buffers for every point.
+int64_t pixel_buffer_size(const IfsRenderOptions& o) {
+    return o.mode == Mode::Reference ? o.n_points : std::min(kChunk, o.n_points);
+}
+
 struct Scratch {
     Buffer<double> xd, yd;  // reference chain
     Buffer<float> xf, yf;   // fast chain
@@ -29,9 +35,8 @@ struct Scratch {
     Scratch(const IfsRenderOptions& o, int height, int width)
         : xd(o.mode == Mode::Reference ? o.n_points : 0), yd(o.mode == Mode::Reference ? o.n_points : 0),
           xf(o.mode == Mode::Fast ? o.n_points : 0), yf(o.mode == Mode::Fast ? o.n_points : 0),
-          // Pixels are mapped in chunks that stay in L1, except in the rare irregular reference case (NaN rule),
-          // which compacts all points at once.
-          cols(o.n_points), rows(o.n_points), raster(height, width, RasterOptions{o.raster, o.color, 0}) {}
+          cols(pixel_buffer_size(o)), rows(pixel_buffer_size(o)),
+          raster(height, width, RasterOptions{o.raster, o.color, 0}) {}
 };
 
 // Renders one image into `canvas` (points, pixels, raster); returns the number of points drawn.
