@@ -18,7 +18,7 @@ py::object render_contours(const py::object& params_obj, const py::object& out, 
         throw py::value_error(cat("params must have shape (batch, 11): n_vertices, n_contours, perlin_amp, "
                                   "line_width, radius, oval_x, oval_y, center_x, center_y, freq1, freq2; got ",
                                   shape_of(params)));
-    const ImageBatch img = output_images(out, 8192);
+    const ImageBatch img = output_images(out, kMaxSide);
     if (img.batch != batch)
         throw py::value_error(cat("out holds ", img.batch, " images but params holds ", batch, " rows"));
     py::array seeds = as_array<uint64_t>(seeds_obj, "seeds", "uint64", {1});

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <memory>
+#include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "core/threads.hpp"
@@ -82,11 +84,19 @@ int64_t render_one(const IfsSystem& system, uint64_t seed, uint64_t patch_seed, 
     return n;
 }
 
+// The core's own guard of the side cap, whoever calls it: the int32 pixel offsets of raster.cpp rely on it.
+void check_sides(int height, int width) {
+    if (height < 1 || width < 1 || height > kMaxSide || width > kMaxSide)
+        throw std::invalid_argument("image sides must be in [1, " + std::to_string(kMaxSide) + "] (kMaxSide), got " +
+                                    std::to_string(height) + " x " + std::to_string(width));
+}
+
 int worker_count(int threads, int64_t items) { return int(std::max<int64_t>(1, std::min<int64_t>(threads, items))); }
 
 }  // namespace
 
 void render_ifs_batch(const IfsBatch& b, const IfsRenderOptions& o, int threads) {
+    check_sides(b.height, b.width);
     const int64_t image_bytes = int64_t(b.height) * b.width * b.channels;
     const int workers = worker_count(threads, b.size);
     std::vector<Scratch> scratch;
@@ -101,6 +111,7 @@ void render_ifs_batch(const IfsBatch& b, const IfsRenderOptions& o, int threads)
 
 void fill_rate_batch(const IfsSystem* systems, int64_t size, const uint64_t* seeds, int64_t n_points, int image_size,
                      int pad, int threads, double* rates) {
+    check_sides(image_size, image_size);
     IfsRenderOptions o;
     o.mode = Mode::Reference, o.n_points = n_points, o.pad = pad, o.raster = Raster::Point;
     const int workers = worker_count(threads, size);
@@ -119,6 +130,7 @@ void fill_rate_batch(const IfsSystem* systems, int64_t size, const uint64_t* see
 
 void render_contour_batch(const ContourParams* params, int64_t size, ContourStyle style, const uint64_t* seeds,
                           double canvas_size, uint8_t* out, int height, int width, int channels, int threads) {
+    check_sides(height, width);
     const int64_t image_bytes = int64_t(height) * width * channels;
     const int workers = worker_count(threads, size);
     int max_vertices = 0;

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <cstring>
 #include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "core/contour.hpp"
@@ -258,6 +259,24 @@ void test_batch_scratch_gives_the_bytes_of_single_renders() {
     CHECK(refused);
 }
 
+void test_batch_refuses_sides_above_the_cap() {
+    const ContourParams p = make(8, 2, 1.0, 1.0, 10.0, 20.0, 20.0);
+    const uint64_t seed = 1;
+    std::vector<uint8_t> out(64);
+    for (int h : {fdsl::kMaxSide + 1, 8, 0}) {
+        const int w = h == 8 ? fdsl::kMaxSide + 1 : 8;
+        std::string message;
+        try {
+            fdsl::render_contour_batch(&p, 1, ContourStyle::Rcdb, &seed, 512.0, out.data(), h, w, 1, 1);
+        } catch (const std::invalid_argument& e) {
+            message = e.what();
+        }
+        CHECK(message.find("8192") != std::string::npos);
+    }
+    // The cap itself is allowed (an empty batch: no memory needed).
+    fdsl::render_contour_batch(&p, 0, ContourStyle::Rcdb, &seed, 512.0, nullptr, fdsl::kMaxSide, fdsl::kMaxSide, 1, 1);
+}
+
 }  // namespace
 
 int main() {
@@ -270,5 +289,6 @@ int main() {
     test_scaling_to_output_size();
     test_gray_levels_vary_between_contours();
     test_batch_scratch_gives_the_bytes_of_single_renders();
+    test_batch_refuses_sides_above_the_cap();
     return fdsl::test::report("test_contour");
 }

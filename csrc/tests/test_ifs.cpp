@@ -214,6 +214,41 @@ void test_batch_is_thread_independent() {
     CHECK(a == b);
 }
 
+// What the core throws for a call, or "" if nothing.
+template <class Call>
+std::string invalid_argument_of(Call call) {
+    try {
+        call();
+    } catch (const std::invalid_argument& e) {
+        return e.what();
+    }
+    return "";
+}
+
+void test_core_refuses_sides_above_the_cap() {
+    const IfsSystem system = sierpinski();
+    const uint64_t seed = 1;
+    const uint8_t flip = 0;
+    std::vector<uint8_t> out(64);
+    IfsRenderOptions o;
+    o.n_points = 100;
+    for (Mode mode : {Mode::Reference, Mode::Fast}) {
+        o.mode = mode;
+        for (int h : {kMaxSide + 1, 8, 0, -5}) {
+            const int w = h == 8 ? kMaxSide + 1 : 8;
+            const IfsBatch b{&system, 1, &seed, &seed, &flip, nullptr, out.data(), h, w, 1};
+            CHECK(invalid_argument_of([&] { render_ifs_batch(b, o, 1); }).find("8192") != std::string::npos);
+        }
+    }
+    double rate = -1.0;
+    CHECK(invalid_argument_of([&] { fill_rate_batch(&system, 1, &seed, 100, kMaxSide + 1, 6, 1, &rate); })
+              .find("8192") != std::string::npos);
+    CHECK(rate == -1.0);  // refused before any work
+    // The cap itself is allowed (an empty batch: no image memory needed).
+    const IfsBatch empty{&system, 0, &seed, &seed, &flip, nullptr, nullptr, kMaxSide, kMaxSide, 3};
+    CHECK(invalid_argument_of([&] { render_ifs_batch(empty, o, 1); }).empty());
+}
+
 }  // namespace
 
 int main() {
@@ -226,5 +261,6 @@ int main() {
     test_parallel_for_covers_each_item_once();
     test_parallel_for_rethrows_a_worker_exception();
     test_batch_is_thread_independent();
+    test_core_refuses_sides_above_the_cap();
     return test::report("test_ifs");
 }
