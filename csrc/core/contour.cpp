@@ -47,7 +47,8 @@ double gradient(uint8_t hash, double t) { return (hash & 8) ? -t : double((hash 
 
 // noise.pnoise1(x) with its defaults (octaves 1, repeat 1024, base 0), evaluated in double, for x >= 0.
 // repeat 1024 is a multiple of the table's period 256, so the lattice hash reduces to PERM[i & 255].
-double perlin1(double x) {
+// (Internal, so that grow() inlines it; perlin1() below is the exported copy for tests.)
+double pnoise1(double x) {
     const double cell = std::floor(x);
     const uint64_t i = uint64_t(cell);
     const double t = x - cell;
@@ -170,8 +171,8 @@ void grow(Polygon& poly, const ContourParams& p, ContourStyle style, uint64_t no
         const uint64_t i = (c * n + k) * 2;
         const double u_x = kNoiseSpan * unit_double(splitmix64(noise_key + i * kGamma));
         const double u_y = kNoiseSpan * unit_double(splitmix64(noise_key + (i + 1) * kGamma));
-        const double d_x = perlin1(u_x) * gain - p.perlin_amp - poly.wave[k];
-        const double d_y = perlin1(u_y) * gain - p.perlin_amp - poly.wave[k];
+        const double d_x = pnoise1(u_x) * gain - p.perlin_amp - poly.wave[k];
+        const double d_y = pnoise1(u_y) * gain - p.perlin_amp - poly.wave[k];
         poly.x[k] -= poly.cos_t[k] * (d_x - p.line_width);
         poly.y[k] -= poly.sin_t[k] * (d_y - p.line_width);
     }
@@ -190,6 +191,8 @@ void draw_polygon(const Polygon& poly, const ContourParams& p, double scale_x, d
 }
 
 }  // namespace
+
+double perlin1(double x) { return pnoise1(x); }
 
 ContourScratch::ContourScratch(int max_vertices) {
     const size_t n = size_t(std::max(max_vertices, 0));

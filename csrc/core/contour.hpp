@@ -24,6 +24,11 @@ struct ContourParams {
     int freq1, freq2;           // VisualAtom sine frequencies n1, n2 (ignored for RCDB)
 };
 
+// The 1-D Perlin noise of the contours: the `noise` package's pnoise1(x) with its defaults (octaves 1, repeat 1024,
+// base 0), which the reference scripts call, evaluated in double (the package computes in float32). Needs
+// 0 <= x < 2^64 (the lattice cell converts to uint64); the renderer uses [0, 1e4). Exported for tests.
+double perlin1(double x);
+
 // Per-thread memory of render_contour: the polygon of one image, for images of up to `max_vertices` vertices.
 // render_contour_batch allocates one per worker before its threads start, so that no image allocates.
 struct ContourScratch {
