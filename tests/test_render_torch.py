@@ -58,6 +58,15 @@ def test_same_bytes_as_the_cpp_fast_mode_with_the_same_chains(raster: str) -> No
         np.testing.assert_array_equal(_torch(params, 80, n_maps, **kw), _cpp(params, 80, n_maps, **kw))
 
 
+@pytest.mark.parametrize("tiny", [1e-39, 1e-38])
+def test_a_span_too_small_for_a_float_scale_draws_the_middle_as_in_cpp(tiny: float) -> None:
+    """Maps to (tiny, tiny): a subnormal or near-subnormal span whose scale overflows; both draw the middle pixel."""
+    params = np.array([[[0, 0, 0, 0, tiny, tiny, 0.5], [0, 0, 0, 0, 0, 0, 0.5]]])
+    ours, theirs = _torch(params, 32, n_points=500, seeds=1), _cpp(params, 32, n_points=500, seeds=1)
+    np.testing.assert_array_equal(ours, theirs)
+    assert np.argwhere(ours[0] > 0).tolist() == [[15, 16]]
+
+
 def test_occupancy_overlaps_the_cpp_fast_mode_at_a_high_point_count() -> None:
     params = np.concatenate([SIERPINSKI[None], contractive_systems(3, 2)])
     kw = dict(n_points=300_000, raster="point")

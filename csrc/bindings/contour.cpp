@@ -18,7 +18,7 @@ py::object render_contours(const py::object& params_obj, const py::object& out, 
         throw py::value_error(cat("params must have shape (batch, 11): n_vertices, n_contours, perlin_amp, "
                                   "line_width, radius, oval_x, oval_y, center_x, center_y, freq1, freq2; got ",
                                   shape_of(params)));
-    const ImageBatch img = output_images(out, 8192);
+    const ImageBatch img = output_images(out, kMaxSide);
     if (img.batch != batch)
         throw py::value_error(cat("out holds ", img.batch, " images but params holds ", batch, " rows"));
     py::array seeds = as_array<uint64_t>(seeds_obj, "seeds", "uint64", {1});
@@ -62,12 +62,28 @@ py::object render_contours(const py::object& params_obj, const py::object& out, 
     return out;
 }
 
+// The contour noise, exposed so tests can compare it with the `noise` package's pnoise1.
+py::array_t<double> perlin1_values(const py::object& xs_obj) {
+    py::array xs = as_array<double>(xs_obj, "xs", "float64", {1});
+    const py::ssize_t n = xs.shape(0);
+    const double* x = static_cast<const double*>(xs.data());
+    for (py::ssize_t i = 0; i < n; ++i)  // the lattice cell converts to uint64: 2**53 is far inside that
+        if (!(x[i] >= 0.0 && x[i] < 9007199254740992.0))
+            throw py::value_error(cat("xs[", i, "] = ", x[i], ": perlin1 takes x in [0, 2**53)"));
+    py::array_t<double> values(n);
+    double* v = values.mutable_data();
+    for (py::ssize_t i = 0; i < n; ++i) v[i] = perlin1(x[i]);
+    return values;
+}
+
 }  // namespace
 
 void register_contour(py::module_& m) {
     m.def("render_contours", &render_contours, py::arg("params"), py::arg("out"), py::arg("seeds"), py::arg("style"),
           py::arg("canvas_size"), py::arg("threads"),
           "Render a batch of radial-contour images into `out`; see fdsl_app.render.render_contours.");
+    m.def("perlin1", &perlin1_values, py::arg("xs"),
+          "The contours' Perlin noise at each x (noise.pnoise1 with its defaults, in float64); for tests.");
 }
 
 }  // namespace fdsl::bind

@@ -11,7 +11,6 @@ namespace fdsl::bind {
 
 namespace {
 
-constexpr int kMaxImageSize = 8192;
 constexpr double kProbabilityTolerance = 1e-4;
 
 // params (B, K, 7) float64 rows `a b c d e f p` and n_maps (B,) int32 -> systems, checked.
@@ -67,7 +66,7 @@ py::object render_ifs(const py::object& params, const py::object& n_maps, const 
                       const py::object& crops, double crop_pad_fraction) {
     const std::vector<IfsSystem> systems = read_systems(params, n_maps);
     const py::ssize_t batch = py::ssize_t(systems.size());
-    const ImageBatch img = output_images(out, kMaxImageSize);
+    const ImageBatch img = output_images(out, kMaxSide);
     if (img.batch != batch)
         throw py::value_error(cat("out holds ", img.batch, " images but params holds ", batch, " systems"));
     py::array seed_a = seed_array(seeds, "seeds", batch), patch_a = seed_array(patch_seeds, "patch_seeds", batch);
@@ -81,7 +80,7 @@ py::object render_ifs(const py::object& params, const py::object& n_maps, const 
     o.raster = Raster(choice(raster, "raster", {"point", "patch", "union_patch", "full_patch", "density"}));
     require_range(n_points, "n_points", 1, kMaxPoints);
     o.n_points = n_points;
-    require_range(pad, "pad", 0, kMaxImageSize);
+    require_range(pad, "pad", 0, kMaxSide);
     if (img.height <= 2 * pad || img.width <= 2 * pad)
         throw py::value_error(cat("image size ", img.height, "x", img.width, " must be larger than twice pad (",
                                   pad, ") on both axes"));
@@ -149,8 +148,8 @@ py::array_t<double> fill_rate(const py::object& params, const py::object& n_maps
         if (seed_p[i] > 0xFFFFFFFFull)
             throw py::value_error(cat("seeds[", i, "] = ", seed_p[i], " must be in [0, 2**32 - 1] (numpy legacy seed)"));
     require_range(n_points, "n_points", 1, kMaxPoints);
-    require_range(size, "size", 1, kMaxImageSize);
-    require_range(pad, "pad", 0, kMaxImageSize);
+    require_range(size, "size", 1, kMaxSide);
+    require_range(pad, "pad", 0, kMaxSide);
     if (size <= 2 * pad) throw py::value_error(cat("size (", size, ") must be larger than twice pad (", pad, ")"));
     check_threads(threads);
     py::array_t<double> rates(batch);

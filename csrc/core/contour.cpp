@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <stdexcept>
 #include <vector>
 
 #include "core/rng.hpp"
@@ -46,7 +47,8 @@ double gradient(uint8_t hash, double t) { return (hash & 8) ? -t : double((hash 
 
 // noise.pnoise1(x) with its defaults (octaves 1, repeat 1024, base 0), evaluated in double, for x >= 0.
 // repeat 1024 is a multiple of the table's period 256, so the lattice hash reduces to PERM[i & 255].
-double perlin1(double x) {
+// (Internal, so that grow() inlines it; perlin1() below is the exported copy for tests.)
+double pnoise1(double x) {
     const double cell = std::floor(x);
     const uint64_t i = uint64_t(cell);
     const double t = x - cell;
@@ -136,25 +138,26 @@ void draw_segment(const Canvas& canvas, double x0, double y0, double x1, double 
     plot_line(canvas, int64_t(x0), int64_t(y0), int64_t(x1), int64_t(y1), gray);
 }
 
-// The polygon of one image: vertex offsets from the centre, in reference-canvas pixels, plus per-vertex constants.
+// The polygon of one image, in a ContourScratch: vertex offsets from the centre, in reference-canvas pixels, plus
+// per-vertex constants.
 struct Polygon {
-    std::vector<double> cos_t, sin_t;  // direction of vertex k, th_k = (2 pi / n) * k as the reference computes it
-    std::vector<double> wave;          // VisualAtom: 0.5 sin(n1 th_k) + 0.5 sin(n2 th_k); zero for RCDB
-    std::vector<double> x, y;
+    int n;
+    double *cos_t, *sin_t;  // direction of vertex k, th_k = (2 pi / n) * k as the reference computes it
+    double* wave;           // VisualAtom: 0.5 sin(n1 th_k) + 0.5 sin(n2 th_k); zero for RCDB
+    double *x, *y;
 };
 
-Polygon base_polygon(const ContourParams& p, ContourStyle style) {
+Polygon base_polygon(const ContourParams& p, ContourStyle style, ContourScratch& s) {
     const int n = p.n_vertices;
-    Polygon poly{std::vector<double>(n), std::vector<double>(n), std::vector<double>(n, 0.0), std::vector<double>(n),
-                 std::vector<double>(n)};
+    Polygon poly{n, s.cos_t.data(), s.sin_t.data(), s.wave.data(), s.x.data(), s.y.data()};
     const double angle = (2.0 * 3.141592653589793) / n;
     for (int k = 0; k < n; ++k) {
         const double th = angle * k;
         poly.cos_t[k] = std::cos(th), poly.sin_t[k] = std::sin(th);
         poly.x[k] = poly.cos_t[k] * p.radius * p.oval_x;
         poly.y[k] = poly.sin_t[k] * p.radius * p.oval_y;
-        if (style == ContourStyle::VisualAtom)
-            poly.wave[k] = 0.5 * std::sin(th * p.freq1) + 0.5 * std::sin(th * p.freq2);
+        poly.wave[k] = style == ContourStyle::VisualAtom ? 0.5 * std::sin(th * p.freq1) + 0.5 * std::sin(th * p.freq2)
+                                                         : 0.0;
     }
     return poly;
 }
@@ -168,8 +171,8 @@ void grow(Polygon& poly, const ContourParams& p, ContourStyle style, uint64_t no
         const uint64_t i = (c * n + k) * 2;
         const double u_x = kNoiseSpan * unit_double(splitmix64(noise_key + i * kGamma));
         const double u_y = kNoiseSpan * unit_double(splitmix64(noise_key + (i + 1) * kGamma));
-        const double d_x = perlin1(u_x) * gain - p.perlin_amp - poly.wave[k];
-        const double d_y = perlin1(u_y) * gain - p.perlin_amp - poly.wave[k];
+        const double d_x = pnoise1(u_x) * gain - p.perlin_amp - poly.wave[k];
+        const double d_y = pnoise1(u_y) * gain - p.perlin_amp - poly.wave[k];
         poly.x[k] -= poly.cos_t[k] * (d_x - p.line_width);
         poly.y[k] -= poly.sin_t[k] * (d_y - p.line_width);
     }
@@ -178,9 +181,9 @@ void grow(Polygon& poly, const ContourParams& p, ContourStyle style, uint64_t no
 // Closed polygon: segments k -> k + 1 and n - 1 -> 0, mapped from the reference canvas to output pixels.
 void draw_polygon(const Polygon& poly, const ContourParams& p, double scale_x, double scale_y, uint8_t gray,
                   const Canvas& canvas) {
-    const size_t n = poly.x.size();
+    const int n = poly.n;
     double px = (poly.x[n - 1] + p.center_x) * scale_x, py = (poly.y[n - 1] + p.center_y) * scale_y;
-    for (size_t k = 0; k < n; ++k) {
+    for (int k = 0; k < n; ++k) {
         const double qx = (poly.x[k] + p.center_x) * scale_x, qy = (poly.y[k] + p.center_y) * scale_y;
         draw_segment(canvas, px, py, qx, qy, gray);
         px = qx, py = qy;
@@ -189,22 +192,37 @@ void draw_polygon(const Polygon& poly, const ContourParams& p, double scale_x, d
 
 }  // namespace
 
+double perlin1(double x) { return pnoise1(x); }
+
+ContourScratch::ContourScratch(int max_vertices) {
+    const size_t n = size_t(std::max(max_vertices, 0));
+    for (std::vector<double>* v : {&cos_t, &sin_t, &wave, &x, &y}) v->resize(n);
+}
+
 void render_contour(const ContourParams& params, ContourStyle style, uint64_t seed, double canvas_size,
-                    const Canvas& canvas) {
+                    const Canvas& canvas, ContourScratch& scratch) {
     const uint8_t background = style == ContourStyle::Rcdb ? 255 : 0;
     std::memset(canvas.data, background, size_t(canvas.height) * canvas.width * canvas.channels);
     if (params.n_vertices < 1) return;  // the binding asks for >= 3; the core only guards its indexing
+    if (scratch.x.size() < size_t(params.n_vertices))
+        throw std::invalid_argument("render_contour: the scratch holds fewer vertices than params.n_vertices");
     const double scale_x = canvas.width / canvas_size, scale_y = canvas.height / canvas_size;
     const uint32_t gray_key = uint32_t(stream_key(seed, kStreamGray));
     const uint32_t gray_levels = style == ContourStyle::Rcdb ? 257u : 256u;
     const uint64_t noise_key = stream_key(seed, kStreamNoise);
-    Polygon poly = base_polygon(params, style);
+    Polygon poly = base_polygon(params, style, scratch);
     // As the references: each contour first moves the vertices, then draws them.
     for (int c = 0; c < params.n_contours; ++c) {
         const uint8_t gray = uint8_t(std::min(255u, bounded(hash32(gray_key, uint32_t(c)), gray_levels)));
         grow(poly, params, style, noise_key, uint64_t(c));
         draw_polygon(poly, params, scale_x, scale_y, gray, canvas);
     }
+}
+
+void render_contour(const ContourParams& params, ContourStyle style, uint64_t seed, double canvas_size,
+                    const Canvas& canvas) {
+    ContourScratch scratch(params.n_vertices);
+    render_contour(params, style, seed, canvas_size, canvas, scratch);
 }
 
 }  // namespace fdsl

@@ -181,6 +181,15 @@ bool use_avx2() {
     return false;
 #endif
 }
+
+// room / span per axis, 0 for a zero span. A span below room / FLT_MAX (subnormal ones among them) overflows the
+// scale to inf, and inf * 0 then gives NaN, whose conversion to int is undefined: such an axis is drawn as a zero
+// span too, in the middle. Any other span keeps its float scale, so normal renders keep their bytes.
+inline float axis_scale(float room, float span) {
+    const float s = span > 0.0f ? room / span : 0.0f;
+    return std::isfinite(s) ? s : 0.0f;
+}
+
 }  // namespace
 
 const char* fast_kernel_name() { return use_avx2() ? "avx2" : "generic"; }
@@ -198,7 +207,7 @@ void fast_pixels(const float* xs, const float* ys, int64_t n, const float bbox[4
                  bool keep_aspect, int32_t* cols, int32_t* rows) {
     const float span_x = bbox[1] - bbox[0], span_y = bbox[3] - bbox[2];
     const float room_x = float(width - 2 * pad), room_y = float(height - 2 * pad);
-    float sx = span_x > 0.0f ? room_x / span_x : 0.0f, sy = span_y > 0.0f ? room_y / span_y : 0.0f;
+    float sx = axis_scale(room_x, span_x), sy = axis_scale(room_y, span_y);
     if (keep_aspect) {
         const float s = (sx > 0.0f && sy > 0.0f) ? std::min(sx, sy) : std::max(sx, sy);
         sx = sy = s;
@@ -220,7 +229,7 @@ int64_t fast_pixels_cropped(const float* xs, const float* ys, int64_t n, const f
     // Normalised coordinates of the full image: the attractor fills [p, 1 - p] per axis (or keeps its aspect).
     const float p = crop.pad_fraction, room = 1.0f - 2.0f * p;
     const float span_x = bbox[1] - bbox[0], span_y = bbox[3] - bbox[2];
-    float sx = span_x > 0.0f ? room / span_x : 0.0f, sy = span_y > 0.0f ? room / span_y : 0.0f;
+    float sx = axis_scale(room, span_x), sy = axis_scale(room, span_y);
     if (keep_aspect) {
         const float s = (sx > 0.0f && sy > 0.0f) ? std::min(sx, sy) : std::max(sx, sy);
         sx = sy = s;

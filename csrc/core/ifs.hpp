@@ -52,6 +52,7 @@ void fast_chain(const IfsSystem& system, uint64_t seed, int64_t n, const FastCha
                 float* ys, float bbox[4]);
 
 // Maps fast-chain points into [pad, size - pad] per axis (or keeping the aspect ratio, centred); clamps to the image.
+// An axis whose span is zero, or too small for a finite float scale (below room / FLT_MAX), lands in the middle.
 void fast_pixels(const float* xs, const float* ys, int64_t n, const float bbox[4], int width, int height, int pad,
                  bool keep_aspect, int32_t* cols, int32_t* rows);
 

@@ -5,6 +5,10 @@
 
 namespace fdsl {
 
+// Largest image side, checked by the batch entry points (render.hpp) and the bindings. The rasteriser computes pixel
+// offsets in int32 (point_offsets), which holds side^2 only for sides up to 46340.
+constexpr int kMaxSide = 8192;
+
 // A caller-owned image, H x W x C uint8 (C = 1 or 3), C-contiguous.
 struct Canvas {
     uint8_t* data;

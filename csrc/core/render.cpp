@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <memory>
+#include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "core/threads.hpp"
@@ -21,6 +23,12 @@ struct Buffer {
     T* data() { return memory.get(); }
 };
 
+// Pixels are mapped in chunks that stay in L1, except in the rare irregular reference case (NaN rule), which
+// compacts all points at once: only reference mode needs pixel buffers for every point.
+int64_t pixel_buffer_size(const IfsRenderOptions& o) {
+    return o.mode == Mode::Reference ? o.n_points : std::min(kChunk, o.n_points);
+}
+
 struct Scratch {
     Buffer<double> xd, yd;  // reference chain
     Buffer<float> xf, yf;   // fast chain
@@ -29,9 +37,8 @@ struct Scratch {
     Scratch(const IfsRenderOptions& o, int height, int width)
         : xd(o.mode == Mode::Reference ? o.n_points : 0), yd(o.mode == Mode::Reference ? o.n_points : 0),
           xf(o.mode == Mode::Fast ? o.n_points : 0), yf(o.mode == Mode::Fast ? o.n_points : 0),
-          // Pixels are mapped in chunks that stay in L1, except in the rare irregular reference case (NaN rule),
-          // which compacts all points at once.
-          cols(o.n_points), rows(o.n_points), raster(height, width, RasterOptions{o.raster, o.color, 0}) {}
+          cols(pixel_buffer_size(o)), rows(pixel_buffer_size(o)),
+          raster(height, width, RasterOptions{o.raster, o.color, 0}) {}
 };
 
 // Renders one image into `canvas` (points, pixels, raster); returns the number of points drawn.
@@ -77,11 +84,19 @@ int64_t render_one(const IfsSystem& system, uint64_t seed, uint64_t patch_seed, 
     return n;
 }
 
+// The core's own guard of the side cap, whoever calls it: the int32 pixel offsets of raster.cpp rely on it.
+void check_sides(int height, int width) {
+    if (height < 1 || width < 1 || height > kMaxSide || width > kMaxSide)
+        throw std::invalid_argument("image sides must be in [1, " + std::to_string(kMaxSide) + "] (kMaxSide), got " +
+                                    std::to_string(height) + " x " + std::to_string(width));
+}
+
 int worker_count(int threads, int64_t items) { return int(std::max<int64_t>(1, std::min<int64_t>(threads, items))); }
 
 }  // namespace
 
 void render_ifs_batch(const IfsBatch& b, const IfsRenderOptions& o, int threads) {
+    check_sides(b.height, b.width);
     const int64_t image_bytes = int64_t(b.height) * b.width * b.channels;
     const int workers = worker_count(threads, b.size);
     std::vector<Scratch> scratch;
@@ -96,6 +111,7 @@ void render_ifs_batch(const IfsBatch& b, const IfsRenderOptions& o, int threads)
 
 void fill_rate_batch(const IfsSystem* systems, int64_t size, const uint64_t* seeds, int64_t n_points, int image_size,
                      int pad, int threads, double* rates) {
+    check_sides(image_size, image_size);
     IfsRenderOptions o;
     o.mode = Mode::Reference, o.n_points = n_points, o.pad = pad, o.raster = Raster::Point;
     const int workers = worker_count(threads, size);
@@ -114,9 +130,15 @@ void fill_rate_batch(const IfsSystem* systems, int64_t size, const uint64_t* see
 
 void render_contour_batch(const ContourParams* params, int64_t size, ContourStyle style, const uint64_t* seeds,
                           double canvas_size, uint8_t* out, int height, int width, int channels, int threads) {
+    check_sides(height, width);
     const int64_t image_bytes = int64_t(height) * width * channels;
-    parallel_for(size, worker_count(threads, size), [&](int64_t i, int) {
-        render_contour(params[i], style, seeds[i], canvas_size, Canvas{out + i * image_bytes, height, width, channels});
+    const int workers = worker_count(threads, size);
+    int max_vertices = 0;
+    for (int64_t i = 0; i < size; ++i) max_vertices = std::max(max_vertices, params[i].n_vertices);
+    std::vector<ContourScratch> scratch(workers, ContourScratch(max_vertices));
+    parallel_for(size, workers, [&](int64_t i, int worker) {
+        render_contour(params[i], style, seeds[i], canvas_size, Canvas{out + i * image_bytes, height, width, channels},
+                       scratch[worker]);
     });
 }
 

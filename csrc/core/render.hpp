@@ -23,6 +23,9 @@ struct IfsRenderOptions {
     float crop_pad_fraction = 0.0f;  // with IfsBatch::crops: the full image's border, as a fraction of its side
 };
 
+// The batch entry points throw std::invalid_argument for an image side outside [1, kMaxSide] (raster.hpp), before
+// any work; everything else they assume valid (the bindings check it).
+
 // A batch of B images, H x W x C each, contiguous in `out`; per-sample seeds, patch seeds and flips (0..3).
 struct IfsBatch {
     const IfsSystem* systems;

@@ -1,10 +1,14 @@
-// Unit tests of the contour renderer (csrc/core/contour.cpp): plain checks, non-zero exit on any failure.
+// Unit tests of the contour renderer (csrc/core/contour.cpp, and its batch in render.cpp): plain checks, non-zero
+// exit on any failure.
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "core/contour.hpp"
+#include "core/render.hpp"
 #include "tests/check.hpp"
 
 using fdsl::Canvas;
@@ -218,6 +222,61 @@ void test_gray_levels_vary_between_contours() {
     CHECK(distinct > 50);
 }
 
+// The batch reuses one scratch per worker across images: a smaller polygon after a larger one must not see the
+// larger one's leftovers. Every image equals the same image drawn alone with a scratch of its own, on 1 or 3 threads.
+void test_batch_scratch_gives_the_bytes_of_single_renders() {
+    const int vertices[] = {1000, 3, 200, 17, 999, 4, 60, 3, 250, 700};
+    const int size = 96, batch = int(sizeof vertices / sizeof vertices[0]);
+    std::vector<ContourParams> params;
+    std::vector<uint64_t> seeds;
+    for (int i = 0; i < batch; ++i) {
+        ContourParams p = make(vertices[i], 5 + 7 * i, 2.0 + i, 0.3 * i, 20.0 + 9 * i, 250.0 - 5 * i, 260.0 + 4 * i);
+        p.oval_x = 0.8 + 0.05 * i, p.freq1 = i, p.freq2 = 2 * i + 1;
+        params.push_back(p);
+        seeds.push_back(1000 + 17 * uint64_t(i));
+    }
+    for (ContourStyle style : {ContourStyle::Rcdb, ContourStyle::VisualAtom}) {
+        std::vector<uint8_t> alone(size_t(batch) * size * size);
+        for (int i = 0; i < batch; ++i)
+            fdsl::render_contour(params[i], style, seeds[i], 512.0, Canvas{alone.data() + size_t(i) * size * size,
+                                                                           size, size, 1});
+        for (int threads : {1, 3}) {
+            std::vector<uint8_t> out(alone.size());
+            fdsl::render_contour_batch(params.data(), batch, style, seeds.data(), 512.0, out.data(), size, size, 1,
+                                       threads);
+            CHECK(out == alone);
+        }
+    }
+    // A scratch too small for the polygon is refused rather than overrun.
+    fdsl::ContourScratch small(10);
+    Image img(32, 32, 1);
+    bool refused = false;
+    try {
+        fdsl::render_contour(make(11, 1, 0.0, 0.0, 5.0, 16.0, 16.0), ContourStyle::Rcdb, 1, 32.0, img.canvas(), small);
+    } catch (const std::invalid_argument&) {
+        refused = true;
+    }
+    CHECK(refused);
+}
+
+void test_batch_refuses_sides_above_the_cap() {
+    const ContourParams p = make(8, 2, 1.0, 1.0, 10.0, 20.0, 20.0);
+    const uint64_t seed = 1;
+    std::vector<uint8_t> out(64);
+    for (int h : {fdsl::kMaxSide + 1, 8, 0}) {
+        const int w = h == 8 ? fdsl::kMaxSide + 1 : 8;
+        std::string message;
+        try {
+            fdsl::render_contour_batch(&p, 1, ContourStyle::Rcdb, &seed, 512.0, out.data(), h, w, 1, 1);
+        } catch (const std::invalid_argument& e) {
+            message = e.what();
+        }
+        CHECK(message.find("8192") != std::string::npos);
+    }
+    // The cap itself is allowed (an empty batch: no memory needed).
+    fdsl::render_contour_batch(&p, 0, ContourStyle::Rcdb, &seed, 512.0, nullptr, fdsl::kMaxSide, fdsl::kMaxSide, 1, 1);
+}
+
 }  // namespace
 
 int main() {
@@ -229,5 +288,7 @@ int main() {
     test_huge_coordinates_stay_in_bounds();
     test_scaling_to_output_size();
     test_gray_levels_vary_between_contours();
+    test_batch_scratch_gives_the_bytes_of_single_renders();
+    test_batch_refuses_sides_above_the_cap();
     return fdsl::test::report("test_contour");
 }

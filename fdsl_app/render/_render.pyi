@@ -23,6 +23,8 @@ def render_ifs(
     burn_in: int,
     start_at_fixed_point: bool,
     keep_aspect: bool,
+    crops: npt.NDArray[np.float64] | None = None,
+    crop_pad_fraction: float = 0.0,
 ) -> npt.NDArray[np.uint8]: ...
 def fill_rate(
     params: npt.NDArray[np.float64],
@@ -42,3 +44,4 @@ def render_contours(
     canvas_size: float,
     threads: int,
 ) -> npt.NDArray[np.uint8]: ...
+def perlin1(xs: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]: ...

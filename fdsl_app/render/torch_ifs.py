@@ -208,10 +208,12 @@ def _run_chains(
 
 
 def _axis_transform(lo: torch.Tensor, hi: torch.Tensor, room: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """float32 span and scale of one axis (scale 0 for a zero span), the C++ formula."""
+    """float32 span and scale of one axis, the C++ formula (axis_scale): scale 0 for a zero span, and for a span so
+    small that room / span is not a finite float (both then draw the middle)."""
     span = hi - lo
     room_t = torch.full_like(span, float(room))
-    return span, torch.where(span > 0, room_t / span, torch.zeros_like(span))
+    scale = torch.where(span > 0, room_t / span, torch.zeros_like(span))
+    return span, torch.where(torch.isfinite(scale), scale, torch.zeros_like(scale))
 
 
 def _pixel_transforms(
