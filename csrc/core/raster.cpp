@@ -232,12 +232,4 @@ void Rasteriser::finish() {
     }
 }
 
-void rasterise(const int32_t* cols, const int32_t* rows, int64_t n, const Canvas& canvas, const RasterOptions& options,
-               uint64_t patch_seed) {
-    RasterScratch scratch(canvas.height, canvas.width, options);
-    Rasteriser r(canvas, options, patch_seed, scratch);
-    r.draw(cols, rows, n, 0);
-    r.finish();
-}
-
 }  // namespace fdsl

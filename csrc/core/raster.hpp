@@ -75,10 +75,6 @@ class Rasteriser {
     void draw_bytes(const int32_t* cols, const int32_t* rows, int64_t n, int64_t first);
 };
 
-// Clears the canvas and draws all n points in one go.
-void rasterise(const int32_t* cols, const int32_t* rows, int64_t n, const Canvas& canvas, const RasterOptions& options,
-               uint64_t patch_seed);
-
 // The reference's convert_color(i, 128) wheel: S = I = 0.75, values in the tuple order it returns.
 void color_wheel(int index, uint8_t rgb[3]);
 

@@ -141,7 +141,11 @@ void test_patches_clip_at_the_border() {
     const int32_t cols[3] = {7, 6, 0}, rows[3] = {7, 0, 6};
     for (int flip = 0; flip < 4; ++flip) {
         for (Raster r : {Raster::Patch, Raster::UnionPatch, Raster::FullPatch}) {
-            rasterise(cols, rows, 3, canvas, RasterOptions{r, false, flip}, 5);
+            const RasterOptions options{r, false, flip};
+            RasterScratch scratch(h, w, options);
+            Rasteriser raster(canvas, options, 5, scratch);
+            raster.draw(cols, rows, 3, 0);
+            raster.finish();
             bool guard = true;
             for (size_t i = h * w; i < buffer.size(); ++i) guard &= buffer[i] == 0xAB;
             CHECK(guard);

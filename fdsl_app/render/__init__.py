@@ -46,7 +46,7 @@ ContourStyle = Literal["rcdb", "visualatom"]
 #: numpy legacy seed that FractalDB's ``calculate()`` uses for every image.
 REFERENCE_SEED = 100
 MAX_MAPS = 8
-#: Largest image side the C++ core draws.
+#: Largest image side the C++ core draws (its kMaxSide, csrc/core/raster.hpp).
 MAX_SIDE = 8192
 #: Most points per image (the C++ core's limit).
 MAX_POINTS = 10_000_000
