@@ -216,6 +216,7 @@ def test_an_unreachable_main_address_times_out_with_a_message() -> None:
         wait_for_main("no-such-node.invalid", 29500, timeout=30.0, rank=3)
 
 
+@pytest.mark.slow
 def test_a_rank_whose_main_process_never_answers_fails_instead_of_hanging(tmp_path) -> None:
     """Rank 1 of a 2-process mpirun-style world whose rank 0 never starts: a clear error after connect_timeout."""
     env = job_env(OMPI_COMM_WORLD_RANK="1", OMPI_COMM_WORLD_SIZE="2", OMPI_COMM_WORLD_LOCAL_RANK="1",
@@ -230,6 +231,7 @@ def test_a_rank_whose_main_process_never_answers_fails_instead_of_hanging(tmp_pa
 # --- DDP on CPU without a scheduler ---------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("launcher", ["lightning", "torchrun"])
 def test_ddp_on_cpu_trains_each_sample_once_per_epoch(tmp_path, launcher: str) -> None:
     fit = ["fit", "--config", str(TINY), f"root={tmp_path}", "trainer.devices=2"]
@@ -273,6 +275,7 @@ def run_pbs(env: dict[str, str], overrides: str, **extra: str) -> subprocess.Com
                           capture_output=True, text=True, timeout=600, cwd=REPO)  # fmt: skip
 
 
+@pytest.mark.slow
 def test_pbs_template_trains_two_ranks_under_mpirun_and_chains_a_follow_up(tmp_path) -> None:
     need(shutil.which("mpirun") is not None, "Open MPI's mpirun (Debian: openmpi-bin)")
     env = fake_pbs(tmp_path, "4242.pbs1")
@@ -312,6 +315,7 @@ def test_pbs_template_trains_two_ranks_under_mpirun_and_chains_a_follow_up(tmp_p
     assert len((tmp_path / "calls").read_text().splitlines()) == 3
 
 
+@pytest.mark.slow
 def test_pbs_chain_ends_when_a_job_stops_for_another_reason(tmp_path) -> None:
     """A stop that is not the time limit (here trainer.stop_at_step) withdraws the follow-up: no chain of jobs that
     each stop again at once."""
@@ -340,6 +344,7 @@ def test_pbs_template_refuses_bad_input_before_starting_ranks(tmp_path, override
     assert not (tmp_path / "calls").exists()  # nothing queued
 
 
+@pytest.mark.slow
 def test_a_resume_with_another_config_is_refused_by_the_preflight(tmp_path) -> None:
     run = tmp_path / "cluster-tiny"
     (run / "checkpoints").mkdir(parents=True)
@@ -411,6 +416,7 @@ def slurm() -> None:
     need(slurm_up(), "a running Slurm cluster (tests/cluster/start_slurm.sh starts one)")
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("slurm")
 def test_sbatch_template_survives_a_requeue_with_the_losses_of_an_uninterrupted_run(tmp_path) -> None:
     overrides = "trainer.max_epochs=20 trainer.checkpoint_every_n_steps=10"  # 120 steps; a checkpoint every 10
@@ -442,6 +448,7 @@ def test_sbatch_template_survives_a_requeue_with_the_losses_of_an_uninterrupted_
     assert_each_sample_once(tmp_path / "preempted", epochs=20)  # across the two sessions of the job
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("slurm")
 def test_sbatch_template_with_a_batch_the_nodes_cannot_split_fails_with_the_rule(tmp_path) -> None:
     job = sbatch(tmp_path, "uneven", "data.batch_size=15")
@@ -451,6 +458,7 @@ def test_sbatch_template_with_a_batch_the_nodes_cannot_split_fails_with_the_rule
     assert "cluster: slurm" not in out  # refused before any rank started
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("ranks", [1, 2])
 def test_sigterm_stops_at_a_step_with_a_checkpoint_that_resumes(tmp_path, ranks: int) -> None:
     """What Slurm preemption, scancel, or PBS at the walltime send: the run saves its step and a resume finishes.
@@ -476,6 +484,7 @@ def test_sigterm_stops_at_a_step_with_a_checkpoint_that_resumes(tmp_path, ranks:
     assert_each_sample_once(run, epochs=40, ranks=ranks)
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("slurm")
 def test_finetune_sbatch_template_trains_two_ranks_on_cifar_with_workers(tmp_path) -> None:
     from datasets import write_cifar10

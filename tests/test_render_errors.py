@@ -119,3 +119,10 @@ def test_bad_fill_rate_arguments(kwargs, error, match):
 def test_pack_systems_rejects_bad_rows():
     with pytest.raises(ValueError, match=r"systems\[1\] must have shape \(maps, 7\)"):
         render.pack_systems([GOOD[0], np.zeros((2, 6))])
+
+
+def test_the_side_cap_is_the_python_faces_max_side():
+    """render.MAX_SIDE (what families and flags check against) is the side the bindings and the core refuse above."""
+    assert call(o=out((1, 16, render.MAX_SIDE))).any()
+    with pytest.raises(ValueError, match=str(render.MAX_SIDE)):
+        call(o=out((1, 16, render.MAX_SIDE + 1)))

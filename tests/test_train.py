@@ -77,6 +77,7 @@ def test_the_quickstart_model_learns_its_classes(tmp_path):
     assert result.metrics["val/loss"] < 3.0 and result.metrics["val/top1"] >= 3 / 32  # chance: 1/32
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:.*LeafSpec.*:FutureWarning")
 def test_pretrain_then_finetune_from_its_checkpoint(tmp_path, capsys):
     result = fit(tiny_cfg(tmp_path, "name=pre", "trainer.max_steps=6"))
@@ -132,6 +133,7 @@ def cifar_cfg(tmp_path: Path, *extra: str):
         "cifar-workers",
     ],  # fmt: skip
 )
+@pytest.mark.slow
 def test_resume_gives_the_losses_of_an_uninterrupted_run(tmp_path, make, extra):
     straight = fit(make(tmp_path, "name=straight", "trainer.max_steps=4", *extra))
     fit(make(tmp_path, "name=split", "trainer.max_steps=4", "trainer.stop_at_step=2", *extra))
@@ -141,6 +143,7 @@ def test_resume_gives_the_losses_of_an_uninterrupted_run(tmp_path, make, extra):
     np.testing.assert_allclose(b, a, rtol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:.*LeafSpec.*:FutureWarning")
 def test_max_time_stops_with_a_checkpoint_of_the_last_step(tmp_path):
     import torch
@@ -157,6 +160,7 @@ def test_max_time_stops_with_a_checkpoint_of_the_last_step(tmp_path):
     assert more > steps // 3, f"the first job made {steps} steps in 3 s, the resumed one {more}"
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:.*LeafSpec.*:FutureWarning")
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_wandb_offline_run_writes_its_files_and_keeps_its_id(tmp_path, monkeypatch):
@@ -223,6 +227,7 @@ def test_fit_cli_rejects_bad_arguments(capsys):
     assert "is not KEY=VALUE" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:.*LeafSpec.*:FutureWarning")
 def test_validate_and_test_a_checkpoint(tmp_path, capsys):
     result = fit(tiny_cfg(tmp_path, "name=ev", "trainer.max_steps=2"))
