@@ -1,5 +1,5 @@
 # The body of slurm/*.pbs (ABCI 3.0, PBS Professional): sourced after the template sets RECIPE, OVERRIDES, SELF and
-# MODULES. One `fdsl_app fit` process per GPU under Open MPI's mpirun (fdsl_app.cluster.OpenMPIEnvironment reads
+# MODULES. One `fdsl_app fit` process per GPU under Open MPI's mpirun (fdsl_app.cluster.environments reads
 # OMPI_COMM_WORLD_*; MASTER_ADDR/PORT are passed here). PBS has no warning signal before the walltime, so the run
 # stops itself MARGIN before it (trainer.max_time) with a checkpoint, and a follow-up job queued at the start
 # (-W depend=afterany) resumes it; the follow-up is withdrawn when the run finishes, fails, or stops for another
