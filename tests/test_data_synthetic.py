@@ -69,8 +69,8 @@ class TinyIFS(IfsFamily):
         params, n_maps = pack_systems(_SYSTEMS[: self.settings.classes])
         return ClassParams(self.name, self.describe(), seed, {"params": params, "n_maps": n_maps})
 
-    def systems(self, params: ClassParams, classes: np.ndarray, instances: np.ndarray) -> tuple:
-        return params.arrays["params"][classes], params.arrays["n_maps"][classes], instances % 4
+    def instance_layout(self, instances: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return np.zeros(len(instances), np.int64), instances % 4
 
 
 def encode_index(epoch: int, index: int, length: int) -> int:

@@ -19,7 +19,7 @@ import numpy as np
 
 #: Settings that only change how samples are drawn, never the class parameters: a parameter file generated with
 #: other values of these still serves (e.g. searched at 362 px, trained at 224 px).
-RENDER_SETTINGS = frozenset({"image_size", "n_points", "mode", "raster", "color", "instances"})
+RENDER_SETTINGS = frozenset({"image_size", "n_points", "mode", "raster", "color", "instances", "fixed_masks"})
 
 
 @dataclass
@@ -73,6 +73,10 @@ class Family(ABC):
         if not ok:
             value = getattr(self.settings, setting)
             raise ValueError(f"{self.name} setting {setting}={value!r} is not allowed: it must be {allowed}")
+
+    def prepare(self, params: ClassParams, *, cache_dir: Any = None, progress: bool = False) -> None:  # noqa: B027
+        """Get ready to render `params` many times (IFS families in mode cached build or open their attractor
+        cache, in `cache_dir`); a no-op by default. Call before DataLoader workers start, so that they share it."""
 
     @property
     @abstractmethod

@@ -17,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from abc import abstractmethod
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -186,18 +185,13 @@ class IFSSearchFamily(IfsFamily):
 
     # --- rendering -------------------------------------------------------------------------------------------------
 
-    @abstractmethod
-    def instance_layout(self, instances: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Weight-table row and flip (0..3) of each instance index."""
-
-    def systems(
-        self, params: ClassParams, classes: np.ndarray, instances: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The category times its weight row, and the instance's flip; see the module."""
-        rows, flips = self.instance_layout(instances)
+    def variant_systems(
+        self, params: ClassParams, classes: np.ndarray, variants: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The category times its weight row (the variant); see the module."""
         systems = params.arrays["params"][classes]  # fancy indexing copies: scaling never touches `params`
-        systems[..., :6] *= weight_table(self.settings.weight_delta)[rows][:, None, :]
-        return systems, params.arrays["n_maps"][classes], flips
+        systems[..., :6] *= weight_table(self.settings.weight_delta)[variants][:, None, :]
+        return systems, params.arrays["n_maps"][classes]
 
 
 @register_family
@@ -215,6 +209,10 @@ class FractalDB(IFSSearchFamily):
     @property
     def instances_per_class(self) -> int:
         return 25 * 4 * int(self.settings.patch_redraws)
+
+    @property
+    def variants_per_class(self) -> int:
+        return 25  # the weight rows
 
     def instance_layout(self, instances: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Instance i: weight row i // (4 patch_redraws), flip i % 4; the patch re-draw (i // 4) % patch_redraws
@@ -239,6 +237,3 @@ class OFDB(IFSSearchFamily):
     def instances_per_class(self) -> int:
         return 1
 
-    def instance_layout(self, instances: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        zeros = np.zeros(len(instances), np.int64)
-        return zeros, zeros

@@ -1,23 +1,34 @@
 """What every IFS family shares: its render settings and :class:`IfsFamily`, which renders one system per sample.
 
-A subclass says which system (and which of the reference's 4 flips) each (class, instance) draws, in
-:meth:`IfsFamily.systems`; rendering, formula-space augmentation and the render-setting checks live here once.
+A subclass says which system variant (e.g. FractalDB's weight row) and which of the reference's 4 flips each
+(class, instance) draws (:meth:`IfsFamily.instance_layout`, :meth:`IfsFamily.variant_systems`); rendering,
+formula-space augmentation, the attractor cache and the render-setting checks live here once.
+
+Modes: ``cached`` (the default) runs each system's reference chain once into an attractor cache
+(:mod:`fdsl_app.families.cache`) and draws each sample from it in C++: patch masks (each covered pixel lit with the
+reference's probability 256/511), flips, and with formula-space augmentation the random resized crop and bilinear
+resize; ``reference`` renders every sample with the published algorithm (per-point masks); ``fast`` runs
+interleaved chains per sample; ``torch`` is fast mode's chaos game in PyTorch.
 """
 
 from __future__ import annotations
 
-from abc import abstractmethod
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from fdsl_app import render
 from fdsl_app.families.base import ClassParams, Family
+from fdsl_app.families.cache import AttractorCache, open_cache
 from fdsl_app.render.formula_space import FormulaAugment
-from fdsl_app.render.keys import derive
+from fdsl_app.render.keys import derive, splitmix64
 
-MODES = (*render.MODES, "torch")
+MODES = ("cached", *render.MODES, "torch")
+#: Rasters a cache draws (gray only): patch and full_patch from the dilated supports, point and union_patch from
+#: the point sets.
+CACHED_RASTERS = ("patch", "full_patch", "point", "union_patch")
 PAD = 6  # the renderer's default border, in pixels of the full render
 RASTERS = render.RASTERS
 
@@ -30,27 +41,51 @@ class IfsRenderSettings:
     """Side in px of a rendered sample."""
     n_points: int = 200_000
     """Points per rendered sample."""
-    mode: str = "reference"
-    """Renderer mode: "reference" (the published renderer exactly), "fast" (interleaved chains) or "torch" (the
-    fast-mode chaos game in PyTorch, on the GPU when there is one; gray only)."""
+    mode: str = "cached"
+    """Renderer mode: "cached" (reference chains run once per system, samples drawn from the cache; gray), "reference"
+    (the published renderer for every sample), "fast" (interleaved chains) or "torch" (the fast-mode chaos game in
+    PyTorch, on the GPU when there is one; gray only)."""
     raster: str = "patch"
     """Raster variant: point, patch (FractalDB), union_patch, full_patch or density."""
     color: bool = False
     """Colour points by FractalDB's colour wheel instead of gray."""
+    fixed_masks: bool = False
+    """Patch masks fixed per (class, instance), drawn from the parameter seed, as the published fixed datasets
+    (1p-frac, OFDB: 1,000 images); False draws fresh masks every epoch from the sample key."""
 
 
 class IfsFamily(Family):
     """A family of iterated function systems: one system per sample, rendered with the family's render settings.
 
-    Subclasses set ``name`` and ``Settings`` (an :class:`IfsRenderSettings`) and implement :meth:`systems`.
+    Subclasses set ``name`` and ``Settings`` (an :class:`IfsRenderSettings`); a class with several system variants
+    (FractalDB's 25 weight rows) overrides :attr:`variants_per_class`, :meth:`instance_layout` and
+    :meth:`variant_systems`.
     """
 
-    @abstractmethod
+    _cache: tuple[ClassParams, AttractorCache] | None = None
+
+    @property
+    def variants_per_class(self) -> int:
+        """Distinct systems per class (their attractors are what a cache holds)."""
+        return 1
+
+    def instance_layout(self, instances: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """System variant and flip (0..3: bit 0 top-bottom, bit 1 left-right) of each instance index."""
+        zeros = np.zeros(len(instances), np.int64)
+        return zeros, zeros
+
+    def variant_systems(
+        self, params: ClassParams, classes: np.ndarray, variants: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``(systems (B, K, 7), n_maps (B,))`` of (class, variant) pairs; a copy wherever the family changes it."""
+        return params.arrays["params"][classes], params.arrays["n_maps"][classes]
+
     def systems(
         self, params: ClassParams, classes: np.ndarray, instances: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | int]:
-        """The system of each sample: ``(params (B, K, 7), n_maps (B,), flips (B,) or a scalar)``; `params` must be a
-        copy where the family changes it (the class parameters are shared)."""
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The system and flip of each sample."""
+        variants, flips = self.instance_layout(instances)
+        return (*self.variant_systems(params, classes, variants), flips)
 
     def validate(self) -> None:
         s = self.settings
@@ -60,11 +95,38 @@ class IfsFamily(Family):
         self.require(s.mode in MODES, "mode", f"one of {', '.join(MODES)}")
         self.require(s.raster in RASTERS, "raster", f"one of {', '.join(RASTERS)}")
         self.require(not (s.color and s.raster == "density"), "color", "False with raster density (gray only)")
-        self.require(not (s.color and s.mode == "torch"), "color", "False with mode torch (gray only)")
+        self.require(not (s.color and s.mode in ("torch", "cached")), "color",
+                     f"False with mode {s.mode} (gray only); colour renders need mode=reference or fast")
+        self.require(s.mode != "cached" or s.raster in CACHED_RASTERS, "raster",
+                     f"one of {', '.join(CACHED_RASTERS)} with mode cached (density needs mode=reference or fast)")
 
     @property
     def formula_augment(self) -> bool:
-        return self.settings.mode == "fast"
+        return self.settings.mode in ("fast", "cached")
+
+    # --- the attractor cache ---------------------------------------------------------------------------------------
+
+    def prepare(self, params: ClassParams, *, cache_dir: str | Path | None = None, progress: bool = False) -> None:
+        """Open (or build) the attractor cache of every system of `params` in mode cached; nothing otherwise."""
+        if self.settings.mode != "cached":
+            return
+        systems, n_maps = self.all_systems(params)
+        s = self.settings
+        cache = open_cache(systems, n_maps, side=s.image_size, n_points=s.n_points, dilate=self._dilate,
+                           cache_dir=cache_dir, progress=progress, name=self.name)  # fmt: skip
+        self._cache = (params, cache)
+
+    def all_systems(self, params: ClassParams) -> tuple[np.ndarray, np.ndarray]:
+        """Every system of `params`, class-major: system ``class * variants_per_class + variant``."""
+        count = self.variants_per_class
+        classes = np.repeat(np.arange(params.num_classes, dtype=np.int64), count)
+        return self.variant_systems(params, classes, np.tile(np.arange(count, dtype=np.int64), params.num_classes))
+
+    @property
+    def _dilate(self) -> bool:
+        return self.settings.raster in ("patch", "full_patch")
+
+    # --- rendering -------------------------------------------------------------------------------------------------
 
     def render(
         self,
@@ -78,8 +140,62 @@ class IfsFamily(Family):
         augment: FormulaAugment | None = None,
     ) -> np.ndarray:
         classes, instances, keys = self.check_batch(params, classes, instances, keys, out)
+        patch_seeds = self.patch_seeds(params, classes, instances, keys)
+        if self.settings.mode == "cached":
+            return self._draw(params, classes, instances, patch_seeds, out, threads, augment)
         systems, n_maps, flips = self.systems(params, classes, instances)
-        return render_systems(self.settings, systems, n_maps, keys, out, flips=flips, threads=threads, augment=augment)
+        return render_systems(self.settings, systems, n_maps, keys, patch_seeds, out, flips=flips, threads=threads,
+                              augment=augment)  # fmt: skip
+
+    def patch_seeds(
+        self, params: ClassParams, classes: np.ndarray, instances: np.ndarray, keys: np.ndarray
+    ) -> np.ndarray:
+        """Per-sample seeds of the patch masks: from the sample key (fresh every epoch), or with ``fixed_masks``
+        from (parameter seed, class, instance), the same in every epoch."""
+        if not self.settings.fixed_masks:
+            return derive(keys, 1)
+        ids = classes.astype(np.uint64) * np.uint64(self.instances_per_class) + instances.astype(np.uint64)
+        return derive(splitmix64(splitmix64(np.uint64(params.seed)) ^ splitmix64(ids)), 1)
+
+    def _draw(
+        self, params: ClassParams, classes: np.ndarray, instances: np.ndarray, patch_seeds: np.ndarray,
+        out: np.ndarray, threads: int | None, augment: FormulaAugment | None,
+    ) -> np.ndarray:  # fmt: skip
+        """Mode cached: each sample drawn from its system's attractor (see the module)."""
+        variants, flips = self.instance_layout(instances)
+        index = classes * self.variants_per_class + variants
+        words, index = self._cache_words(params, index)
+        side = int(self.settings.image_size)
+        crops = None
+        if augment is not None:
+            crops, flips = flip0_crops(augment.crops, flips, side), np.bitwise_xor(flips, augment.flips)
+        return render.draw_cached(words, out, index=index, patch_seeds=patch_seeds, raster=self.settings.raster,
+                                  crops=crops, flips=flips, threads=threads)  # fmt: skip
+
+    def _cache_words(self, params: ClassParams, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The cache words and each sample's row in them: the prepared cache of `params`, else (a preview, an
+        export chunk) the attractors of just these systems, built now."""
+        if self._cache is not None and self._cache[0] is params:
+            return self._cache[1].words, index
+        needed, rows = np.unique(index, return_inverse=True)
+        count = self.variants_per_class
+        systems, n_maps = self.variant_systems(params, needed // count, needed % count)
+        s = self.settings
+        words = np.empty((len(needed), s.image_size, -(-s.image_size // 64)), np.uint64)
+        render.build_attractor_cache(systems, n_maps=n_maps, size=s.image_size, n_points=s.n_points,
+                                     dilate=self._dilate, out=words)  # fmt: skip
+        return words, rows
+
+
+def flip0_crops(crops: np.ndarray, flips: np.ndarray, side: int) -> np.ndarray:
+    """Crop boxes drawn on the instance's image (fractions ``left, top, width, height``, :mod:`fdsl_app.render.
+    formula_space`) as int32 pixels of the flip-0 image the cache holds: mirrored by the instance's flips."""
+    px = np.rint(np.asarray(crops, np.float64) * side).astype(np.int32)
+    left, top, width, height = px.T
+    flips = np.broadcast_to(np.asarray(flips, np.uint8), len(px))
+    left = np.where(flips & 2, side - left - width, left)
+    top = np.where(flips & 1, side - top - height, top)
+    return np.ascontiguousarray(np.stack([left, top, width, height], axis=1), np.int32)
 
 
 def render_systems(
@@ -87,13 +203,14 @@ def render_systems(
     systems: np.ndarray,
     n_maps: np.ndarray,
     keys: np.ndarray,
+    patch_seeds: np.ndarray,
     out: np.ndarray,
     *,
     flips: Any = 0,
     threads: int | None = None,
     augment: FormulaAugment | None = None,
 ) -> np.ndarray:
-    """Render one system per sample with the family's render settings and the samples' keys.
+    """Render one system per sample with the family's render settings, the samples' keys (chains) and patch seeds.
 
     With `augment` (fast mode), each sample is the crop of its full ``image_size`` render drawn at ``out``'s size,
     and its flips compose with the instance's.
@@ -107,9 +224,9 @@ def render_systems(
         flips = np.bitwise_xor(np.asarray(flips, np.uint8), augment.flips)
         crops, crop_pad = augment.crops, PAD / s.image_size
     if s.mode == "torch":
-        return _render_torch(s, systems, n_maps, seeds, derive(keys, 1), out, flips)
+        return _render_torch(s, systems, n_maps, seeds, patch_seeds, out, flips)
     return render.render_ifs(
-        systems, out, seeds=seeds, patch_seeds=derive(keys, 1), n_maps=n_maps, n_points=s.n_points, mode=s.mode,
+        systems, out, seeds=seeds, patch_seeds=patch_seeds, n_maps=n_maps, n_points=s.n_points, mode=s.mode,
         raster=s.raster, color=s.color, flips=flips, threads=threads, crops=crops, crop_pad_fraction=crop_pad,
     )  # fmt: skip
 

@@ -216,12 +216,6 @@ class OnePFrac(IfsFamily):
             f"delta or a larger sigma"
         )
 
-    def systems(
-        self, params: ClassParams, classes: np.ndarray, instances: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, int]:
-        return params.arrays["params"][classes], params.arrays["n_maps"][classes], 0
-
-
 def measure_fill(params: np.ndarray, *, threads: int | None = None) -> np.ndarray:
     """The released 1p-frac fill of each ``(N, 7)`` system in `params` ``(C, N, 7)``: share of pixels > 1.
 
