@@ -1,0 +1,305 @@
+// The kernel of one cached draw (cache.hpp), written once with GCC/Clang vector extensions and compiled twice:
+// cache_draw_generic.cpp (baseline, 4 lanes) and cache_draw_avx2.cpp (-mavx2, 8 lanes). Every output value is the
+// same sequence of IEEE float operations in either build (lanes never mix; no FMA, no fast-math), so both give the
+// same bytes. Included inside a namespace after <cstdint>, <cstring>, <immintrin.h> (x86), core/cache_draw.hpp and
+// core/rng.hpp.
+//
+// A draw, for a crop of w x h pixels to T x T:
+//  1. lit rows: the crop's lit pixels, one bit each, bit 0 = the crop's left column (patch hashes, union masks);
+//  2. per block of kLanes output rows, the vertical pass: colsum[c][l] = sum over taps t of wy(i0 + l, t) *
+//     lit(lo_y + t, c), the bits turned into weights by a mask table, then transposed so that lanes are rows;
+//  3. the horizontal pass, kLanes rows at once: acc[j][l] = sum over taps k of wx(j, k) * colsum[lo_x(j) + k][l];
+//  4. transposed back, converted to gray and written flipped.
+// Taps past an output's window have weight 0 and add exact zeros. Spans of the crop's columns with no lit bit in a
+// block's rows skip the vertical pass.
+
+constexpr int kLanes = FDSL_LANES;
+static_assert(kLanes == 4 || kLanes == 8, "4 or 8 lanes");
+typedef float vf __attribute__((vector_size(4 * kLanes)));
+typedef int32_t vi __attribute__((vector_size(4 * kLanes)));
+typedef uint32_t vu __attribute__((vector_size(4 * kLanes)));
+
+using cache_detail::DrawJob;
+using cache_detail::DrawScratch;
+using cache_detail::round_up;
+
+static inline vf loadf(const float* p) {
+    vf v;
+    std::memcpy(&v, p, sizeof v);
+    return v;
+}
+static inline void storef(float* p, vf v) { std::memcpy(p, &v, sizeof v); }
+
+// Entry v: lane l all ones where bit l of v is set; ANDed with a weight vector it selects the weight or +0.
+struct MaskTable {
+    alignas(32) uint32_t lanes[1 << kLanes][kLanes];
+    constexpr MaskTable() : lanes() {
+        for (int v = 0; v < (1 << kLanes); ++v)
+            for (int l = 0; l < kLanes; ++l) lanes[v][l] = (v >> l & 1) ? 0xFFFFFFFFu : 0u;
+    }
+};
+static constexpr MaskTable kMasks{};
+
+static inline vu mask_of(unsigned bits) {
+    vu m;
+    std::memcpy(&m, kMasks.lanes[bits], sizeof m);
+    return m;
+}
+
+static inline vu vmix32(vu h) {
+    h ^= h >> 16;
+    h *= 0x85EBCA6Bu;
+    h ^= h >> 13;
+    h *= 0xC2B2AE35u;
+    h ^= h >> 16;
+    return h;
+}
+
+// Bit l set where lane l of the comparison result is true (all ones).
+static inline unsigned lane_bits(vi c) {
+#if FDSL_LANES == 8 && defined(__AVX__)
+    return unsigned(_mm256_movemask_ps((__m256)c));
+#elif FDSL_LANES == 4 && defined(__SSE__)
+    return unsigned(_mm_movemask_ps((__m128)c));
+#else
+    unsigned bits = 0;
+    for (int l = 0; l < kLanes; ++l) bits |= unsigned(c[l] != 0) << l;
+    return bits;
+#endif
+}
+
+// v[a] lane b <-> v[b] lane a.
+static inline void transpose(vf* v) {
+#if FDSL_LANES == 8 && defined(__AVX__)
+    __m256 t[8], s[8];
+    for (int k = 0; k < 4; ++k) {
+        t[2 * k] = _mm256_unpacklo_ps((__m256)v[2 * k], (__m256)v[2 * k + 1]);
+        t[2 * k + 1] = _mm256_unpackhi_ps((__m256)v[2 * k], (__m256)v[2 * k + 1]);
+    }
+    for (int k = 0; k < 2; ++k) {
+        s[4 * k] = _mm256_shuffle_ps(t[4 * k], t[4 * k + 2], 0x44);
+        s[4 * k + 1] = _mm256_shuffle_ps(t[4 * k], t[4 * k + 2], 0xEE);
+        s[4 * k + 2] = _mm256_shuffle_ps(t[4 * k + 1], t[4 * k + 3], 0x44);
+        s[4 * k + 3] = _mm256_shuffle_ps(t[4 * k + 1], t[4 * k + 3], 0xEE);
+    }
+    for (int k = 0; k < 4; ++k) {
+        v[k] = (vf)(_mm256_permute2f128_ps(s[k], s[k + 4], 0x20));
+        v[k + 4] = (vf)(_mm256_permute2f128_ps(s[k], s[k + 4], 0x31));
+    }
+#elif FDSL_LANES == 4 && defined(__SSE__)
+    __m128 a = (__m128)v[0], b = (__m128)v[1];
+    __m128 c = (__m128)v[2], d = (__m128)v[3];
+    _MM_TRANSPOSE4_PS(a, b, c, d);
+    v[0] = (vf)a, v[1] = (vf)b;
+    v[2] = (vf)c, v[3] = (vf)d;
+#else
+    for (int a = 0; a < kLanes; ++a)
+        for (int b = a + 1; b < kLanes; ++b) {
+            const float x = v[a][b];
+            v[a][b] = v[b][a], v[b][a] = x;
+        }
+#endif
+}
+
+// The bits of cache word x (pixel index of bit 0: base) that kind Patch keeps: hash32(key, pidx) < kPatchThreshold.
+// All 64 hashes, branch-free: independent vectors that the CPU overlaps (a loop over the non-zero groups only
+// mispredicts its exit and serialises the multiply latency; it was slower).
+struct WeylTable {  // (pixel offset in the word) * golden, by group of kLanes pixels
+    alignas(32) uint32_t lanes[64 / kLanes][kLanes];
+    constexpr WeylTable() : lanes() {
+        for (int p = 0; p < 64; ++p) lanes[p / kLanes][p % kLanes] = uint32_t(p) * 0x9E3779B9u;
+    }
+};
+static constexpr WeylTable kWeyl{};
+
+static inline uint64_t patch_bits(uint64_t x, uint32_t base, uint32_t key) {
+    vu start;  // hash32(key, counter) = mix32(counter * golden ^ key), counter = base + offset
+    for (int l = 0; l < kLanes; ++l) start[l] = base * 0x9E3779B9u;
+    uint64_t keep = 0;
+    for (int g = 0; g < 64 / kLanes; ++g) {
+        vu weyl;
+        std::memcpy(&weyl, kWeyl.lanes[g], sizeof weyl);
+        const vu h = vmix32((start + weyl) ^ key);
+        keep |= uint64_t(lane_bits(h < kPatchThreshold)) << (g * kLanes);
+    }
+    return x & keep;
+}
+
+// Step 1: the crop's lit rows into s.lit, shifted so that bit 0 of word 0 is column `left`; bits past the crop's
+// width are 0; then taps_y rows of zeros (the vertical pass reads them with weight 0).
+template <CacheKind kKind>
+__attribute__((noinline)) static void lit_rows(const DrawJob& j, DrawScratch& s) {
+    const int S = j.side, W = j.words, stride = s.lit_stride;
+    const int q0 = j.left >> 6, q1 = (j.left + j.width - 1) >> 6, shift = j.left & 63;
+    const int nw = (j.width + 63) >> 6;
+    const int end = j.left + j.width;
+    const uint64_t first_mask = ~0ull << shift, end_mask = (end & 63) ? (1ull << (end & 63)) - 1 : ~0ull;
+    const uint64_t last_mask = (j.width & 63) ? (1ull << (j.width & 63)) - 1 : ~0ull;
+    const uint32_t key = uint32_t(stream_key(j.patch_seed, 3));
+    // Union: for each dr, the shifts 1 + dc of its set cells (mask bit 8 - (3 dr + dc)).
+    const uint32_t union_mask = 1u + bounded(uint32_t(stream_key(j.patch_seed, 2)), 511u);
+    uint32_t cells[3];
+    for (int dr = 0; dr < 3; ++dr) cells[dr] = (union_mask >> (6 - 3 * dr)) & 7u;  // dc = 0 in the high bit
+    for (int r = 0; r < j.height; ++r) {
+        const int R = j.top + r;
+        const uint64_t* row = j.cache + int64_t(R) * W;
+        auto source = [&](int k) -> uint64_t {  // lit word k of row R (source frame)
+            if (kKind == CacheKind::Point || kKind == CacheKind::FullPatch) return row[k];
+            if (kKind == CacheKind::Patch) {
+                uint64_t x = row[k];
+                if (k == q0) x &= first_mask;
+                if (k == q1) x &= end_mask;
+                return x == 0 ? 0 : patch_bits(x, uint32_t(R) * uint32_t(S) + uint32_t(64 * k), key);
+            }
+            uint64_t v = 0;
+            for (int dr = 0; dr < 3; ++dr) {
+                if (R + 1 + dr >= S || cells[dr] == 0) continue;
+                const uint64_t* src = j.cache + int64_t(R + 1 + dr) * W;
+                const uint64_t a = src[k], b = k > 0 ? src[k - 1] : 0;
+                for (int dc = 0; dc < 3; ++dc)
+                    if (cells[dr] >> (2 - dc) & 1u) v |= (a << (1 + dc)) | (b >> (63 - dc));
+            }
+            return v;
+        };
+        uint64_t* dst = s.lit.data() + int64_t(r) * stride;
+        uint64_t prev = source(q0);
+        for (int m = 0; m < nw; ++m) {
+            const int k = q0 + m + 1;
+            const uint64_t next = k <= q1 ? source(k) : 0;
+            dst[m] = shift == 0 ? prev : (prev >> shift) | (next << (64 - shift));
+            prev = next;
+        }
+        dst[nw - 1] &= last_mask;
+    }
+    for (int r = j.height; r < j.height + j.taps_y; ++r) std::memset(s.lit.data() + int64_t(r) * stride, 0, 8 * nw);
+}
+
+// Gray bytes of n accumulated values: min(127, floor(127 acc + 0.5)), float32; acc >= 0, so truncation floors.
+static inline vi gray_of(vf acc) {
+    vf y = acc * 127.0f + 0.5f;
+    y = y < 127.0f ? y : 127.0f;
+    return __builtin_convertvector(y, vi);
+}
+static inline void to_gray(const float* acc, int n, uint8_t* out) {
+    int x = 0;
+#if defined(__SSE2__)
+    for (; x + 16 <= n; x += 16) {  // 16 values -> 16 bytes through the saturating packs (values in 0..127)
+#if FDSL_LANES == 8
+        const __m256i a = (__m256i)gray_of(loadf(acc + x)), b = (__m256i)gray_of(loadf(acc + x + 8));
+        const __m128i pa = _mm_packs_epi32(_mm256_castsi256_si128(a), _mm256_extracti128_si256(a, 1));
+        const __m128i pb = _mm_packs_epi32(_mm256_castsi256_si128(b), _mm256_extracti128_si256(b, 1));
+#else
+        const __m128i pa = _mm_packs_epi32((__m128i)gray_of(loadf(acc + x)), (__m128i)gray_of(loadf(acc + x + 4)));
+        const __m128i pb = _mm_packs_epi32((__m128i)gray_of(loadf(acc + x + 8)), (__m128i)gray_of(loadf(acc + x + 12)));
+#endif
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(out + x), _mm_packus_epi16(pa, pb));
+    }
+#endif
+    for (; x < n; ++x) {
+        float y = acc[x] * 127.0f + 0.5f;
+        y = y < 127.0f ? y : 127.0f;
+        out[x] = uint8_t(int32_t(y));
+    }
+}
+
+static inline vf splat(float x) {
+    vf v;
+    for (int l = 0; l < kLanes; ++l) v[l] = x;
+    return v;
+}
+
+// Columns per pass of the vertical step: kChunks chunks of kLanes columns, each chunk one accumulator register.
+constexpr int kChunks = 8;
+constexpr int kSpan = kChunks * kLanes;  // 64 (one lit word) with AVX2, 32 (half a word) on baseline
+
+// Step 2 for output rows i0 .. i0 + kLanes - 1: colsum[c][l] = sum over t of wy(i0 + l, t) * lit(lo_y + t, c) for
+// the crop's columns (whole lit words), lanes = rows. Spans without a lit bit in the block's rows are zeros.
+__attribute__((noinline)) static void vertical_block(const DrawJob& j, DrawScratch& s, int i0) {
+    const int ty = j.taps_y, stride = s.lit_stride, nw = (j.width + 63) >> 6;
+    const uint64_t* const lit = s.lit.data();
+    const uint8_t* const lit_bytes = reinterpret_cast<const uint8_t*>(lit);
+    float* const colsum = s.colsum.data();
+    const float* const wy = s.w_y.data() + int64_t(i0) * ty;
+    const int32_t* const lo = s.lo_y.data() + i0;
+    const int r_lo = lo[0], r_hi = lo[kLanes - 1] + ty;
+    for (int m = 0; m < nw; ++m) {
+        uint64_t any = 0;
+        for (int r = r_lo; r < r_hi; ++r) any |= lit[int64_t(r) * stride + m];
+        for (int half = 0; half < 64 / kSpan; ++half) {
+            const int first = 64 * m + kSpan * half;  // first column of this span
+            float* const cs = colsum + int64_t(first) * kLanes;
+            if (((any >> (kSpan * half)) & (~0ull >> (64 - kSpan))) == 0) {
+                std::memset(cs, 0, sizeof(float) * kSpan * kLanes);
+                continue;
+            }
+            vf sums[kLanes][kChunks];  // [row][chunk], lanes = columns
+            for (int l = 0; l < kLanes; ++l) {
+                vf a[kChunks] = {};
+                for (int t = 0; t < ty; ++t) {  // each sum in order of t
+                    const vu w = (vu)splat(wy[l * ty + t]);
+                    const uint8_t* src = lit_bytes + int64_t(lo[l] + t) * stride * 8 + first / 8;
+                    for (int q = 0; q < kChunks; ++q) {
+                        const unsigned bits = (src[q * kLanes / 8] >> ((q * kLanes) & 7)) & ((1u << kLanes) - 1);
+                        a[q] += (vf)(w & mask_of(bits));
+                    }
+                }
+                for (int q = 0; q < kChunks; ++q) sums[l][q] = a[q];
+            }
+            for (int q = 0; q < kChunks; ++q) {  // lanes = rows
+                vf v[kLanes];
+                for (int l = 0; l < kLanes; ++l) v[l] = sums[l][q];
+                transpose(v);
+                for (int c = 0; c < kLanes; ++c) storef(cs + (q * kLanes + c) * kLanes, v[c]);
+            }
+        }
+    }
+}
+
+// Step 3: acc[x'][l] = sum over k of wx(x, k) * colsum[lo_x(x) + k][l], x' = x or T - 1 - x (flip left-right).
+__attribute__((noinline)) static void horizontal_block(const DrawJob& j, DrawScratch& s) {
+    const int T = j.out_side, tx = j.taps_x;
+    const float* const colsum = s.colsum.data();
+    float* const acc = s.acc.data();
+    const bool flip_cols = (j.flip & 2) != 0;
+    for (int x = 0; x < T; ++x) {
+        const float* w = s.w_x.data() + int64_t(x) * tx;
+        const float* c = colsum + int64_t(s.lo_x[x]) * kLanes;
+        vf a = {};
+        for (int k = 0; k < tx; ++k) a += loadf(c + k * kLanes) * w[k];
+        storef(acc + (flip_cols ? T - 1 - x : x) * kLanes, a);
+    }
+}
+
+// Step 4: the block's rows back to row-major, gray, written at their output rows (flip top-bottom).
+__attribute__((noinline)) static void write_block(const DrawJob& j, DrawScratch& s, int i0) {
+    const int T = j.out_side, out_padded = round_up(T, kLanes);
+    const float* const acc = s.acc.data();
+    float* const rows = s.rows.data();
+    for (int x = 0; x < out_padded; x += kLanes) {
+        vf v[kLanes];
+        for (int c = 0; c < kLanes; ++c) v[c] = loadf(acc + (x + c) * kLanes);
+        transpose(v);
+        for (int l = 0; l < kLanes; ++l) storef(rows + l * out_padded + x, v[l]);
+    }
+    for (int l = 0; l < kLanes && i0 + l < T; ++l) {
+        const int i = i0 + l;
+        to_gray(rows + l * out_padded, T, j.out + int64_t((j.flip & 1) ? T - 1 - i : i) * T);
+    }
+}
+
+void draw_cached_one(const DrawJob& j, DrawScratch& s) {
+    switch (j.kind) {
+        case CacheKind::Point: lit_rows<CacheKind::Point>(j, s); break;
+        case CacheKind::FullPatch: lit_rows<CacheKind::FullPatch>(j, s); break;
+        case CacheKind::Patch: lit_rows<CacheKind::Patch>(j, s); break;
+        case CacheKind::UnionPatch: lit_rows<CacheKind::UnionPatch>(j, s); break;
+    }
+    // Columns past the vertical pass' last word that the horizontal taps may read (with weight 0).
+    const int nw = (j.width + 63) >> 6;
+    std::memset(s.colsum.data() + int64_t(64 * nw) * kLanes, 0, sizeof(float) * size_t(j.taps_x) * kLanes);
+    for (int i0 = 0; i0 < j.out_side; i0 += kLanes) {
+        vertical_block(j, s, i0);
+        horizontal_block(j, s);
+        write_block(j, s, i0);
+    }
+}
