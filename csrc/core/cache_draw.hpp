@@ -22,14 +22,11 @@ struct DrawScratch {
     std::vector<uint64_t> lit;         // (S + taps_bound) rows of lit_stride words: the crop's lit pixels, bit 0 =
                                        // its left column; rows past the crop's height are zero when read
     std::vector<float> colsum;         // (64 W + taps_bound) columns x kMaxLanes output rows: the vertical pass
-    std::vector<float> acc;            // out_padded columns x kMaxLanes output rows: the horizontal pass
-    std::vector<float> rows;           // kMaxLanes x out_padded: the same, row-major
     DrawScratch(int side, int out_side)
         : taps_bound(resample_taps_bound(side, out_side)), out_padded(round_up(out_side, kMaxLanes)),
           lit_stride(cache_words(side) + 1), lo_x(out_padded), lo_y(out_padded),
           w_x(size_t(out_padded) * taps_bound), w_y(size_t(out_padded) * taps_bound), weight_tmp(taps_bound),
-          lit(size_t(side + taps_bound) * lit_stride), colsum(size_t(64 * cache_words(side) + taps_bound) * kMaxLanes),
-          acc(size_t(out_padded) * kMaxLanes), rows(size_t(out_padded) * kMaxLanes) {}
+          lit(size_t(side + taps_bound) * lit_stride), colsum(size_t(64 * cache_words(side) + taps_bound) * kMaxLanes) {}
 };
 
 // One sample, with its weights already in the scratch (lo_x, w_x with taps_x per output; lo_y, w_y with taps_y;

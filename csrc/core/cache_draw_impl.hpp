@@ -9,7 +9,7 @@
 //  2. per block of kLanes output rows, the vertical pass: colsum[c][l] = sum over taps t of wy(i0 + l, t) *
 //     lit(lo_y + t, c), the bits turned into weights by a mask table, then transposed so that lanes are rows;
 //  3. the horizontal pass, kLanes rows at once: acc[j][l] = sum over taps k of wx(j, k) * colsum[lo_x(j) + k][l];
-//  4. transposed back, converted to gray and written flipped.
+//  4. tiles of kLanes x kLanes transposed back in registers, converted to gray and written flipped.
 // Taps past an output's window have weight 0 and add exact zeros. Spans of the crop's columns with no lit bit in a
 // block's rows skip the vertical pass.
 
@@ -174,32 +174,32 @@ __attribute__((noinline)) static void lit_rows(const DrawJob& j, DrawScratch& s)
     for (int r = j.height; r < j.height + j.taps_y; ++r) std::memset(s.lit.data() + int64_t(r) * stride, 0, 8 * nw);
 }
 
-// Gray bytes of n accumulated values: min(127, floor(127 acc + 0.5)), float32; acc >= 0, so truncation floors.
+// Gray levels of accumulated values: min(127, floor(127 acc + 0.5)) in float32; acc >= 0, so truncation floors.
 static inline vi gray_of(vf acc) {
     vf y = acc * 127.0f + 0.5f;
     y = y < 127.0f ? y : 127.0f;
     return __builtin_convertvector(y, vi);
 }
-static inline void to_gray(const float* acc, int n, uint8_t* out) {
-    int x = 0;
-#if defined(__SSE2__)
-    for (; x + 16 <= n; x += 16) {  // 16 values -> 16 bytes through the saturating packs (values in 0..127)
-#if FDSL_LANES == 8
-        const __m256i a = (__m256i)gray_of(loadf(acc + x)), b = (__m256i)gray_of(loadf(acc + x + 8));
-        const __m128i pa = _mm_packs_epi32(_mm256_castsi256_si128(a), _mm256_extracti128_si256(a, 1));
-        const __m128i pb = _mm_packs_epi32(_mm256_castsi256_si128(b), _mm256_extracti128_si256(b, 1));
+
+// The kLanes gray levels (0..127) of v as bytes, lane 0 in the lowest byte.
+static inline uint64_t gray_bytes(vf v) {
+    const vi q = gray_of(v);
+#if FDSL_LANES == 8 && defined(__AVX2__)
+    const __m128i words = _mm_packs_epi32(_mm256_castsi256_si128((__m256i)q), _mm256_extracti128_si256((__m256i)q, 1));
+    return uint64_t(_mm_cvtsi128_si64(_mm_packus_epi16(words, words)));
+#elif FDSL_LANES == 4 && defined(__SSE2__)
+    const __m128i words = _mm_packs_epi32((__m128i)q, (__m128i)q);
+    return uint64_t(uint32_t(_mm_cvtsi128_si32(_mm_packus_epi16(words, words))));
 #else
-        const __m128i pa = _mm_packs_epi32((__m128i)gray_of(loadf(acc + x)), (__m128i)gray_of(loadf(acc + x + 4)));
-        const __m128i pb = _mm_packs_epi32((__m128i)gray_of(loadf(acc + x + 8)), (__m128i)gray_of(loadf(acc + x + 12)));
+    uint64_t bytes = 0;
+    for (int l = 0; l < kLanes; ++l) bytes |= uint64_t(uint8_t(q[l])) << (8 * l);
+    return bytes;
 #endif
-        _mm_storeu_si128(reinterpret_cast<__m128i*>(out + x), _mm_packus_epi16(pa, pb));
-    }
-#endif
-    for (; x < n; ++x) {
-        float y = acc[x] * 127.0f + 0.5f;
-        y = y < 127.0f ? y : 127.0f;
-        out[x] = uint8_t(int32_t(y));
-    }
+}
+
+// kLanes bytes in reverse order.
+static inline uint64_t reversed(uint64_t bytes) {
+    return kLanes == 8 ? __builtin_bswap64(bytes) : uint64_t(__builtin_bswap32(uint32_t(bytes)));
 }
 
 static inline vf splat(float x) {
@@ -234,7 +234,8 @@ __attribute__((noinline)) static void vertical_block(const DrawJob& j, DrawScrat
             }
             vf sums[kLanes][kChunks];  // [row][chunk], lanes = columns
             for (int l = 0; l < kLanes; ++l) {
-                vf a[kChunks] = {};
+                vf a[kChunks];
+                for (int q = 0; q < kChunks; ++q) a[q] = vf{};
                 for (int t = 0; t < ty; ++t) {  // each sum in order of t
                     const vu w = (vu)splat(wy[l * ty + t]);
                     const uint8_t* src = lit_bytes + int64_t(lo[l] + t) * stride * 8 + first / 8;
@@ -255,35 +256,43 @@ __attribute__((noinline)) static void vertical_block(const DrawJob& j, DrawScrat
     }
 }
 
-// Step 3: acc[x'][l] = sum over k of wx(x, k) * colsum[lo_x(x) + k][l], x' = x or T - 1 - x (flip left-right).
-__attribute__((noinline)) static void horizontal_block(const DrawJob& j, DrawScratch& s) {
+// Steps 3 and 4 for output rows i0 .. i0 + kLanes - 1, a tile of kLanes columns at a time: acc[x][l] = sum over k of
+// wx(x, k) * colsum[lo_x(x) + k][l] (lanes = rows), transposed in registers (lanes = columns), gray, and written at
+// the output rows and columns the flips put them.
+__attribute__((noinline)) static void horizontal_block(const DrawJob& j, DrawScratch& s, int i0) {
     const int T = j.out_side, tx = j.taps_x;
     const float* const colsum = s.colsum.data();
-    float* const acc = s.acc.data();
+    const float* const wx = s.w_x.data();
+    const int32_t* const lo = s.lo_x.data();
     const bool flip_cols = (j.flip & 2) != 0;
-    for (int x = 0; x < T; ++x) {
-        const float* w = s.w_x.data() + int64_t(x) * tx;
-        const float* c = colsum + int64_t(s.lo_x[x]) * kLanes;
-        vf a = {};
-        for (int k = 0; k < tx; ++k) a += loadf(c + k * kLanes) * w[k];
-        storef(acc + (flip_cols ? T - 1 - x : x) * kLanes, a);
+    uint8_t* rows[kLanes];
+    for (int l = 0; l < kLanes; ++l) {
+        const int i = i0 + l < T ? i0 + l : T - 1;  // padding rows of the last block are computed, not written
+        rows[l] = j.out + int64_t((j.flip & 1) ? T - 1 - i : i) * T;
     }
-}
-
-// Step 4: the block's rows back to row-major, gray, written at their output rows (flip top-bottom).
-__attribute__((noinline)) static void write_block(const DrawJob& j, DrawScratch& s, int i0) {
-    const int T = j.out_side, out_padded = round_up(T, kLanes);
-    const float* const acc = s.acc.data();
-    float* const rows = s.rows.data();
-    for (int x = 0; x < out_padded; x += kLanes) {
-        vf v[kLanes];
-        for (int c = 0; c < kLanes; ++c) v[c] = loadf(acc + (x + c) * kLanes);
-        transpose(v);
-        for (int l = 0; l < kLanes; ++l) storef(rows + l * out_padded + x, v[l]);
-    }
-    for (int l = 0; l < kLanes && i0 + l < T; ++l) {
-        const int i = i0 + l;
-        to_gray(rows + l * out_padded, T, j.out + int64_t((j.flip & 1) ? T - 1 - i : i) * T);
+    const int rows_written = T - i0 < kLanes ? T - i0 : kLanes;
+    for (int x0 = 0; x0 < T; x0 += kLanes) {
+        vf a[kLanes];
+        const int cols = T - x0 < kLanes ? T - x0 : kLanes;
+#pragma GCC unroll 8
+        for (int c = 0; c < kLanes; ++c) {  // all kLanes (padding columns repeat the last), so that a[] stays in registers
+            const int x = x0 + c < T ? x0 + c : T - 1;
+            const float* w = wx + int64_t(x) * tx;
+            const float* cs = colsum + int64_t(lo[x]) * kLanes;
+            vf sum = {};
+            for (int k = 0; k < tx; ++k) sum += loadf(cs + k * kLanes) * w[k];
+            a[c] = sum;
+        }
+        transpose(a);
+        for (int l = 0; l < rows_written; ++l) {
+            const uint64_t bytes = gray_bytes(a[l]);
+            if (cols == kLanes) {
+                const uint64_t put = flip_cols ? reversed(bytes) : bytes;
+                std::memcpy(rows[l] + (flip_cols ? T - x0 - kLanes : x0), &put, kLanes);
+            } else {
+                for (int c = 0; c < cols; ++c) rows[l][flip_cols ? T - 1 - (x0 + c) : x0 + c] = uint8_t(bytes >> (8 * c));
+            }
+        }
     }
 }
 
@@ -299,7 +308,6 @@ void draw_cached_one(const DrawJob& j, DrawScratch& s) {
     std::memset(s.colsum.data() + int64_t(64 * nw) * kLanes, 0, sizeof(float) * size_t(j.taps_x) * kLanes);
     for (int i0 = 0; i0 < j.out_side; i0 += kLanes) {
         vertical_block(j, s, i0);
-        horizontal_block(j, s);
-        write_block(j, s, i0);
+        horizontal_block(j, s, i0);
     }
 }
