@@ -66,29 +66,50 @@ void build_cache_batch(const IfsSystem* systems, int64_t count, int64_t n_points
     });
 }
 
+namespace {
+
+// The unnormalised weights of tap t of every output, w[t * out + i], and their sums over t (in order of t): the
+// divisions run vectorised over the outputs (AVX2 clone or baseline, the same IEEE operations either way).
+FDSL_MULTIVERSION
+void tap_weights(int out, int taps, double support, const double* center, const int32_t* lo, const double* count,
+                 double* w, double* total) {
+    for (int i = 0; i < out; ++i) total[i] = 0.0;
+    for (int t = 0; t < taps; ++t) {
+        double* wt = w + int64_t(t) * out;
+        for (int i = 0; i < out; ++i) {
+            const double d = (double(lo[i] + t) + 0.5 - center[i]) / support;
+            const double v = 1.0 - std::fabs(d);
+            wt[i] = double(t) < count[i] && v > 0.0 ? v : 0.0;
+            total[i] += wt[i];
+        }
+    }
+}
+
+FDSL_MULTIVERSION
+void normalise(int out, int taps, const double* w, const double* total, float* weights) {
+    for (int t = 0; t < taps; ++t)
+        for (int i = 0; i < out; ++i)
+            weights[int64_t(i) * taps + t] = total[i] > 0.0 ? float(w[int64_t(t) * out + i] / total[i]) : 0.0f;
+}
+
+}  // namespace
+
 int resample_weights(int n, int out, int32_t* lo, float* weights, double* scratch) {
     const double scale = double(n) / double(out), support = std::max(scale, 1.0);
+    double* const center = scratch;
+    double* const count = scratch + out;
+    double* const total = scratch + 2 * out;
+    double* const w = scratch + 3 * out;
     int taps = 1;
     for (int i = 0; i < out; ++i) {
-        const double center = (double(i) + 0.5) * scale;
-        const int a = std::max(0, floor_int(center - support + 0.5));
-        const int b = std::min(n, floor_int(center + support + 0.5));
-        lo[i] = a;
+        center[i] = (double(i) + 0.5) * scale;
+        const int a = std::max(0, floor_int(center[i] - support + 0.5));
+        const int b = std::min(n, floor_int(center[i] + support + 0.5));
+        lo[i] = a, count[i] = double(b - a);
         taps = std::max(taps, b - a);
     }
-    for (int i = 0; i < out; ++i) {
-        const double center = (double(i) + 0.5) * scale;
-        const int b = std::min(n, floor_int(center + support + 0.5));
-        const int count = b - lo[i];
-        double total = 0.0;
-        for (int t = 0; t < count; ++t) {
-            const double d = (double(lo[i] + t) + 0.5 - center) / support;
-            scratch[t] = std::max(0.0, 1.0 - std::fabs(d));
-            total += scratch[t];
-        }
-        float* w = weights + int64_t(i) * taps;
-        for (int t = 0; t < taps; ++t) w[t] = t < count && total > 0.0 ? float(scratch[t] / total) : 0.0f;
-    }
+    tap_weights(out, taps, support, center, lo, count, w, total);
+    normalise(out, taps, w, total, weights);
     return taps;
 }
 

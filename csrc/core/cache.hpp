@@ -69,10 +69,12 @@ void draw_cached_batch(const CacheDrawBatch& batch, CacheKind kind, int threads)
 // hi = min(n, floor(center + support + 0.5)), w_j = max(0, 1 - |(j + 0.5 - center) / support|) in double, divided by
 // their sum (taken in order of j) and stored as float32. Writes lo[i] and weights[i * taps + t] (tap lo[i] + t;
 // 0 past hi) and returns taps = max over i of hi - lo. `weights` holds out * resample_taps_bound(n, out) floats,
-// `scratch` resample_taps_bound(n, out) doubles.
+// `scratch` resample_scratch_size(n, out) doubles.
 int resample_weights(int n, int out, int32_t* lo, float* weights, double* scratch);
 
 // An upper bound of the taps of resample_weights(n', out) for every n' <= n.
 constexpr int resample_taps_bound(int n, int out) { return 2 * (((n > out ? n : out) + out - 1) / out) + 1; }
+// Doubles of scratch resample_weights(n', out) needs for every n' <= n.
+constexpr int64_t resample_scratch_size(int n, int out) { return int64_t(resample_taps_bound(n, out) + 3) * out; }
 
 }  // namespace fdsl

@@ -18,14 +18,14 @@ struct DrawScratch {
     int taps_bound, out_padded, lit_stride;
     std::vector<int32_t> lo_x, lo_y;   // out_padded: first tap of each output column / row
     std::vector<float> w_x, w_y;       // out_padded * taps_bound: the weights, `taps` per output
-    std::vector<double> weight_tmp;    // taps_bound
+    std::vector<double> weight_tmp;    // resample_scratch_size(side, out_side)
     std::vector<uint64_t> lit;         // (S + taps_bound) rows of lit_stride words: the crop's lit pixels, bit 0 =
                                        // its left column; rows past the crop's height are zero when read
     std::vector<float> colsum;         // (64 W + taps_bound) columns x kMaxLanes output rows: the vertical pass
     DrawScratch(int side, int out_side)
         : taps_bound(resample_taps_bound(side, out_side)), out_padded(round_up(out_side, kMaxLanes)),
           lit_stride(cache_words(side) + 1), lo_x(out_padded), lo_y(out_padded),
-          w_x(size_t(out_padded) * taps_bound), w_y(size_t(out_padded) * taps_bound), weight_tmp(taps_bound),
+          w_x(size_t(out_padded) * taps_bound), w_y(size_t(out_padded) * taps_bound), weight_tmp(size_t(resample_scratch_size(side, out_side))),
           lit(size_t(side + taps_bound) * lit_stride), colsum(size_t(64 * cache_words(side) + taps_bound) * kMaxLanes) {}
 };
 

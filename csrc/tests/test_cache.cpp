@@ -212,7 +212,7 @@ void test_resample_weights() {
             const int bound = resample_taps_bound(n, out);
             std::vector<int32_t> lo(out);
             std::vector<float> w(size_t(out) * bound);
-            std::vector<double> tmp(bound);
+            std::vector<double> tmp(resample_scratch_size(n, out));
             const int taps = resample_weights(n, out, lo.data(), w.data(), tmp.data());
             CHECK(taps >= 1 && taps <= bound);
             CHECK(taps <= resample_taps_bound(1000, out));  // the bound of the largest side covers smaller ones
@@ -243,7 +243,7 @@ void test_resample_weights() {
     // By hand: 8 -> 4 (support 2), output 1: center 3, taps 1..4, 1 - |j + 0.5 - 3| / 2 = 1/4, 3/4, 3/4, 1/4 -> / 2.
     std::vector<int32_t> lo(4);
     std::vector<float> w(4 * resample_taps_bound(8, 4));
-    std::vector<double> tmp(resample_taps_bound(8, 4));
+    std::vector<double> tmp(resample_scratch_size(8, 4));
     const int taps = resample_weights(8, 4, lo.data(), w.data(), tmp.data());
     CHECK(taps == 4 && lo[1] == 1);
     CHECK(w[4] == 0.125f && w[5] == 0.375f && w[6] == 0.375f && w[7] == 0.125f);
@@ -266,7 +266,7 @@ std::vector<uint8_t> scalar_draw(const std::vector<uint64_t>& cache, int S, Cach
     const int bx = resample_taps_bound(w, T), by = resample_taps_bound(h, T);
     std::vector<int32_t> lo_x(T), lo_y(T);
     std::vector<float> wx(size_t(T) * bx), wy(size_t(T) * by);
-    std::vector<double> tmp(std::max(bx, by));
+    std::vector<double> tmp(std::max(resample_scratch_size(w, T), resample_scratch_size(h, T)));
     const int tx = resample_weights(w, T, lo_x.data(), wx.data(), tmp.data());
     const int ty = resample_weights(h, T, lo_y.data(), wy.data(), tmp.data());
     std::vector<uint8_t> out(size_t(T) * T);
