@@ -23,6 +23,20 @@ using cache_detail::DrawJob;
 using cache_detail::DrawScratch;
 using cache_detail::round_up;
 
+// x in every lane (a plain lane-by-lane loop can compile to one insert per lane).
+static inline vf splat(float x) {
+#if FDSL_LANES == 8 && defined(__AVX__)
+    return (vf)_mm256_set1_ps(x);
+#elif FDSL_LANES == 4 && defined(__SSE__)
+    return (vf)_mm_set1_ps(x);
+#else
+    vf v;
+    for (int l = 0; l < kLanes; ++l) v[l] = x;
+    return v;
+#endif
+}
+static inline vu splat(uint32_t x) { return vu{} + x; }
+
 static inline vf loadf(const float* p) {
     vf v;
     std::memcpy(&v, p, sizeof v);
@@ -112,18 +126,59 @@ struct WeylTable {  // (pixel offset in the word) * golden, by group of kLanes p
 };
 static constexpr WeylTable kWeyl{};
 
-static inline uint64_t patch_bits(uint64_t x, uint32_t base, uint32_t key) {
-    vu start;  // hash32(key, counter) = mix32(counter * golden ^ key), counter = base + offset
-    for (int l = 0; l < kLanes; ++l) start[l] = base * 0x9E3779B9u;
-    uint64_t keep = 0;
-    for (int g = 0; g < 64 / kLanes; ++g) {
-        vu weyl;
-        std::memcpy(&weyl, kWeyl.lanes[g], sizeof weyl);
-        const vu h = vmix32((start + weyl) ^ key);
-        keep |= uint64_t(lane_bits(h < kPatchThreshold)) << (g * kLanes);
-    }
-    return x & keep;
+// The hashes of kind Patch, hash32(key, pidx) < kPatchThreshold, of the kLanes pixels from pidx `first` on, as bits.
+static inline unsigned patch_group(uint32_t first, uint32_t key) {
+    vu weyl;  // hash32(key, counter) = mix32(counter * golden ^ key)
+    std::memcpy(&weyl, kWeyl.lanes[0], sizeof weyl);
+    return lane_bits(vmix32((splat(first * 0x9E3779B9u) + weyl) ^ key) < kPatchThreshold);
 }
+
+#if FDSL_LANES == 8 && defined(__AVX2__)
+// AVX2: hash only the bytes (8-pixel groups) that hold a set bit, listed first without branches (a loop over each
+// word's groups mispredicts its exit and serialises the multiply latency), then hashed in one predictable loop.
+struct GroupLists {  // the set bits of a byte, lowest first
+    uint8_t offsets[256][8];
+    constexpr GroupLists() : offsets() {
+        for (int v = 0; v < 256; ++v)
+            for (int b = 0, n = 0; b < 8; ++b)
+                if (v >> b & 1) offsets[v][n++] = uint8_t(b);
+    }
+};
+static constexpr GroupLists kGroupLists{};
+
+// words[0 .. count) of a row, pixel index of bit 0 of words[0]: base; each word ANDed with its pixels' hashes.
+static inline void patch_words(uint64_t* words, int count, uint32_t base, uint32_t key, DrawScratch& s) {
+    uint16_t* const list = s.groups.data();
+    uint8_t* const keep = s.keep.data();
+    int n = 0;
+    for (int m = 0; m < count; ++m) {
+        const uint64_t x = words[m];
+        const uint64_t top = (((x & 0x7F7F7F7F7F7F7F7Full) + 0x7F7F7F7F7F7F7F7Full) | x) & 0x8080808080808080ull;
+        const unsigned bytes = unsigned(((top >> 7) * 0x0102040810204080ull) >> 56);  // bit b: byte b is not 0
+        __m128i entry;
+        std::memcpy(&entry, kGroupLists.offsets[bytes], 8);
+        entry = _mm_add_epi16(_mm_cvtepu8_epi16(entry), _mm_set1_epi16(int16_t(8 * m)));
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(list + n), entry);
+        n += __builtin_popcount(bytes);
+    }
+    for (int e = 0; e < n; ++e) keep[list[e]] = uint8_t(patch_group(base + 8u * list[e], key));
+    for (int m = 0; m < count; ++m) {
+        uint64_t k;
+        std::memcpy(&k, keep + 8 * m, 8);
+        words[m] &= k;  // bytes not hashed are 0 in the word: their stale keep bytes do not matter
+    }
+}
+#else
+static inline void patch_words(uint64_t* words, int count, uint32_t base, uint32_t key, DrawScratch&) {
+    for (int m = 0; m < count; ++m) {
+        if (words[m] == 0) continue;
+        uint64_t keep = 0;
+        for (int g = 0; g < 64 / kLanes; ++g)
+            keep |= uint64_t(patch_group(base + uint32_t(64 * m + g * kLanes), key)) << (g * kLanes);
+        words[m] &= keep;
+    }
+}
+#endif
 
 // Step 1: the crop's lit rows into s.lit, shifted so that bit 0 of word 0 is column `left`; bits past the crop's
 // width are 0; then taps_y rows of zeros (the vertical pass reads them with weight 0).
@@ -131,44 +186,42 @@ template <CacheKind kKind>
 __attribute__((noinline)) static void lit_rows(const DrawJob& j, DrawScratch& s) {
     const int S = j.side, W = j.words, stride = s.lit_stride;
     const int q0 = j.left >> 6, q1 = (j.left + j.width - 1) >> 6, shift = j.left & 63;
-    const int nw = (j.width + 63) >> 6;
+    const int nw = (j.width + 63) >> 6, count = q1 - q0 + 1;
     const int end = j.left + j.width;
     const uint64_t first_mask = ~0ull << shift, end_mask = (end & 63) ? (1ull << (end & 63)) - 1 : ~0ull;
     const uint64_t last_mask = (j.width & 63) ? (1ull << (j.width & 63)) - 1 : ~0ull;
     const uint32_t key = uint32_t(stream_key(j.patch_seed, 3));
-    // Union: for each dr, the shifts 1 + dc of its set cells (mask bit 8 - (3 dr + dc)).
+    // Union: for each dr, the cells dc of its set mask bits 8 - (3 dr + dc), dc = 0 in the high bit.
     const uint32_t union_mask = 1u + bounded(uint32_t(stream_key(j.patch_seed, 2)), 511u);
     uint32_t cells[3];
-    for (int dr = 0; dr < 3; ++dr) cells[dr] = (union_mask >> (6 - 3 * dr)) & 7u;  // dc = 0 in the high bit
+    for (int dr = 0; dr < 3; ++dr) cells[dr] = (union_mask >> (6 - 3 * dr)) & 7u;
+    uint64_t* const src = s.row_words.data();  // the lit words q0 .. q1 of a row (source frame), then 0
     for (int r = 0; r < j.height; ++r) {
         const int R = j.top + r;
-        const uint64_t* row = j.cache + int64_t(R) * W;
-        auto source = [&](int k) -> uint64_t {  // lit word k of row R (source frame)
-            if (kKind == CacheKind::Point || kKind == CacheKind::FullPatch) return row[k];
-            if (kKind == CacheKind::Patch) {
-                uint64_t x = row[k];
-                if (k == q0) x &= first_mask;
-                if (k == q1) x &= end_mask;
-                return x == 0 ? 0 : patch_bits(x, uint32_t(R) * uint32_t(S) + uint32_t(64 * k), key);
+        const uint64_t* row = j.cache + int64_t(R) * W + q0;
+        if (kKind == CacheKind::Point || kKind == CacheKind::FullPatch) {
+            std::memcpy(src, row, 8 * size_t(count));
+        } else if (kKind == CacheKind::Patch) {
+            std::memcpy(src, row, 8 * size_t(count));
+            src[0] &= first_mask, src[count - 1] &= end_mask;  // only the crop's pixels are hashed
+            patch_words(src, count, uint32_t(R) * uint32_t(S) + uint32_t(64 * q0), key, s);
+        } else {
+            for (int m = 0; m < count; ++m) {
+                const int k = q0 + m;
+                uint64_t v = 0;
+                for (int dr = 0; dr < 3; ++dr) {  // (r, c) |= bit(r + 1 + dr, c - 1 - dc)
+                    if (R + 1 + dr >= S || cells[dr] == 0) continue;
+                    const uint64_t* below = j.cache + int64_t(R + 1 + dr) * W;
+                    const uint64_t a = below[k], b = k > 0 ? below[k - 1] : 0;
+                    for (int dc = 0; dc < 3; ++dc)
+                        if (cells[dr] >> (2 - dc) & 1u) v |= (a << (1 + dc)) | (b >> (63 - dc));
+                }
+                src[m] = v;
             }
-            uint64_t v = 0;
-            for (int dr = 0; dr < 3; ++dr) {
-                if (R + 1 + dr >= S || cells[dr] == 0) continue;
-                const uint64_t* src = j.cache + int64_t(R + 1 + dr) * W;
-                const uint64_t a = src[k], b = k > 0 ? src[k - 1] : 0;
-                for (int dc = 0; dc < 3; ++dc)
-                    if (cells[dr] >> (2 - dc) & 1u) v |= (a << (1 + dc)) | (b >> (63 - dc));
-            }
-            return v;
-        };
-        uint64_t* dst = s.lit.data() + int64_t(r) * stride;
-        uint64_t prev = source(q0);
-        for (int m = 0; m < nw; ++m) {
-            const int k = q0 + m + 1;
-            const uint64_t next = k <= q1 ? source(k) : 0;
-            dst[m] = shift == 0 ? prev : (prev >> shift) | (next << (64 - shift));
-            prev = next;
         }
+        src[count] = 0;
+        uint64_t* dst = s.lit.data() + int64_t(r) * stride;
+        for (int m = 0; m < nw; ++m) dst[m] = shift == 0 ? src[m] : (src[m] >> shift) | (src[m + 1] << (64 - shift));
         dst[nw - 1] &= last_mask;
     }
     for (int r = j.height; r < j.height + j.taps_y; ++r) std::memset(s.lit.data() + int64_t(r) * stride, 0, 8 * nw);
@@ -200,12 +253,6 @@ static inline uint64_t gray_bytes(vf v) {
 // kLanes bytes in reverse order.
 static inline uint64_t reversed(uint64_t bytes) {
     return kLanes == 8 ? __builtin_bswap64(bytes) : uint64_t(__builtin_bswap32(uint32_t(bytes)));
-}
-
-static inline vf splat(float x) {
-    vf v;
-    for (int l = 0; l < kLanes; ++l) v[l] = x;
-    return v;
 }
 
 // Columns per pass of the vertical step: kChunks chunks of kLanes columns, each chunk one accumulator register.
@@ -259,8 +306,10 @@ __attribute__((noinline)) static void vertical_block(const DrawJob& j, DrawScrat
 // Steps 3 and 4 for output rows i0 .. i0 + kLanes - 1, a tile of kLanes columns at a time: acc[x][l] = sum over k of
 // wx(x, k) * colsum[lo_x(x) + k][l] (lanes = rows), transposed in registers (lanes = columns), gray, and written at
 // the output rows and columns the flips put them.
+// kTaps: the sample's taps when a specialisation has them (the tap loop unrolled), else 0 (taps_x at run time).
+template <int kTaps>
 __attribute__((noinline)) static void horizontal_block(const DrawJob& j, DrawScratch& s, int i0) {
-    const int T = j.out_side, tx = j.taps_x;
+    const int T = j.out_side, tx = kTaps > 0 ? kTaps : j.taps_x;
     const float* const colsum = s.colsum.data();
     const float* const wx = s.w_x.data();
     const int32_t* const lo = s.lo_x.data();
@@ -308,6 +357,15 @@ void draw_cached_one(const DrawJob& j, DrawScratch& s) {
     std::memset(s.colsum.data() + int64_t(64 * nw) * kLanes, 0, sizeof(float) * size_t(j.taps_x) * kLanes);
     for (int i0 = 0; i0 < j.out_side; i0 += kLanes) {
         vertical_block(j, s, i0);
-        horizontal_block(j, s, i0);
+        switch (j.taps_x) {
+            case 1: horizontal_block<1>(j, s, i0); break;
+            case 2: horizontal_block<2>(j, s, i0); break;
+            case 3: horizontal_block<3>(j, s, i0); break;
+            case 4: horizontal_block<4>(j, s, i0); break;
+            case 5: horizontal_block<5>(j, s, i0); break;
+            case 6: horizontal_block<6>(j, s, i0); break;
+            case 7: horizontal_block<7>(j, s, i0); break;
+            default: horizontal_block<0>(j, s, i0); break;
+        }
     }
 }
