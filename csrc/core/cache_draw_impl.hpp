@@ -230,23 +230,37 @@ __attribute__((noinline)) static void lit_rows(const DrawJob& j, DrawScratch& s)
 // Gray levels of accumulated values: min(127, floor(127 acc + 0.5)) in float32; acc >= 0, so truncation floors.
 static inline vi gray_of(vf acc) {
     vf y = acc * 127.0f + 0.5f;
+#if FDSL_LANES == 8 && defined(__AVX__)
+    y = (vf)_mm256_min_ps((__m256)y, _mm256_set1_ps(127.0f));  // y is never NaN: min is y < 127 ? y : 127
+#elif FDSL_LANES == 4 && defined(__SSE__)
+    y = (vf)_mm_min_ps((__m128)y, _mm_set1_ps(127.0f));
+#else
     y = y < 127.0f ? y : 127.0f;
+#endif
     return __builtin_convertvector(y, vi);
 }
 
-// The kLanes gray levels (0..127) of v as bytes, lane 0 in the lowest byte.
-static inline uint64_t gray_bytes(vf v) {
-    const vi q = gray_of(v);
+// The gray levels (0..127) of a tile's kLanes rows, row l's kLanes bytes at out[kLanes l ..], lane 0 first.
+static inline void gray_tile(const vf* rows, uint8_t* out) {
 #if FDSL_LANES == 8 && defined(__AVX2__)
-    const __m128i words = _mm_packs_epi32(_mm256_castsi256_si128((__m256i)q), _mm256_extracti128_si256((__m256i)q, 1));
-    return uint64_t(_mm_cvtsi128_si64(_mm_packus_epi16(words, words)));
+    // In-lane packs give bytes [r0 0..3, r1 0..3, r2 0..3, r3 0..3 | r0 4..7, ...]; the dword permute orders them.
+    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    for (int h = 0; h < 2; ++h) {
+        const vf* r = rows + 4 * h;
+        const __m256i a = _mm256_packs_epi32((__m256i)gray_of(r[0]), (__m256i)gray_of(r[1]));
+        const __m256i b = _mm256_packs_epi32((__m256i)gray_of(r[2]), (__m256i)gray_of(r[3]));
+        const __m256i bytes = _mm256_permutevar8x32_epi32(_mm256_packus_epi16(a, b), order);
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + 32 * h), bytes);
+    }
 #elif FDSL_LANES == 4 && defined(__SSE2__)
-    const __m128i words = _mm_packs_epi32((__m128i)q, (__m128i)q);
-    return uint64_t(uint32_t(_mm_cvtsi128_si32(_mm_packus_epi16(words, words))));
+    const __m128i a = _mm_packs_epi32((__m128i)gray_of(rows[0]), (__m128i)gray_of(rows[1]));
+    const __m128i b = _mm_packs_epi32((__m128i)gray_of(rows[2]), (__m128i)gray_of(rows[3]));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out), _mm_packus_epi16(a, b));
 #else
-    uint64_t bytes = 0;
-    for (int l = 0; l < kLanes; ++l) bytes |= uint64_t(uint8_t(q[l])) << (8 * l);
-    return bytes;
+    for (int l = 0; l < kLanes; ++l) {
+        const vi q = gray_of(rows[l]);
+        for (int c = 0; c < kLanes; ++c) out[kLanes * l + c] = uint8_t(q[c]);
+    }
 #endif
 }
 
@@ -333,14 +347,19 @@ __attribute__((noinline)) static void horizontal_block(const DrawJob& j, DrawScr
             a[c] = sum;
         }
         transpose(a);
-        for (int l = 0; l < rows_written; ++l) {
-            const uint64_t bytes = gray_bytes(a[l]);
-            if (cols == kLanes) {
-                const uint64_t put = flip_cols ? reversed(bytes) : bytes;
-                std::memcpy(rows[l] + (flip_cols ? T - x0 - kLanes : x0), &put, kLanes);
-            } else {
-                for (int c = 0; c < cols; ++c) rows[l][flip_cols ? T - 1 - (x0 + c) : x0 + c] = uint8_t(bytes >> (8 * c));
+        alignas(32) uint8_t tile[kLanes * kLanes];
+        gray_tile(a, tile);
+        if (cols == kLanes) {
+            const int at = flip_cols ? T - x0 - kLanes : x0;
+            for (int l = 0; l < rows_written; ++l) {
+                uint64_t bytes = 0;
+                std::memcpy(&bytes, tile + kLanes * l, kLanes);
+                if (flip_cols) bytes = reversed(bytes);
+                std::memcpy(rows[l] + at, &bytes, kLanes);
             }
+        } else {
+            for (int l = 0; l < rows_written; ++l)
+                for (int c = 0; c < cols; ++c) rows[l][flip_cols ? T - 1 - (x0 + c) : x0 + c] = tile[kLanes * l + c];
         }
     }
 }
