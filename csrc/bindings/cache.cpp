@@ -36,7 +36,8 @@ py::object build_cache(const py::object& params, const py::object& n_maps, const
     require_range(n_points, "n_points", 1, kMaxPoints);
     require_range(pad, "pad", 0, kMaxSide);
     if (side <= 2 * pad)
-        throw py::value_error(cat("the image side (out.shape[1] = ", side, ") must be larger than twice pad (", pad, ")"));
+        throw py::value_error(
+            cat("the image side (out.shape[1] = ", side, ") must be larger than twice pad (", pad, ")"));
     check_threads(threads);
     uint64_t* data = static_cast<uint64_t*>(o.mutable_data());
     {
@@ -55,7 +56,8 @@ py::object draw_cached(const py::object& cache, const py::object& index, const p
     py::array o = as_array<uint8_t>(out, "out", "uint8", {3});
     if (!o.writeable()) throw py::value_error("out must be writeable; it is read-only (pass a fresh np.empty array)");
     const py::ssize_t batch = o.shape(0);
-    if (o.shape(1) != o.shape(2)) throw py::value_error(cat("out must be (B, T, T), square images, got shape ", shape_of(o)));
+    if (o.shape(1) != o.shape(2))
+        throw py::value_error(cat("out must be (B, T, T), square images, got shape ", shape_of(o)));
     require_range(o.shape(1), "out side (T)", 1, kMaxSide);
     const int out_side = int(o.shape(1));
 
@@ -78,8 +80,8 @@ py::object draw_cached(const py::object& cache, const py::object& index, const p
     if (!crops.is_none()) {
         crop_a = as_array<int32_t>(crops, "crops", "int32", {2});
         if (crop_a.shape(0) != batch || crop_a.shape(1) != 4)
-            throw py::value_error(cat("crops must have shape (", batch, ", 4): left, top, width, height in pixels; got ",
-                                      shape_of(crop_a)));
+            throw py::value_error(cat("crops must have shape (", batch,
+                                      ", 4): left, top, width, height in pixels; got ", shape_of(crop_a)));
         crop_p = static_cast<const int32_t*>(crop_a.data());
         for (py::ssize_t i = 0; i < batch; ++i) {
             const int64_t l = crop_p[4 * i], t = crop_p[4 * i + 1], w = crop_p[4 * i + 2], h = crop_p[4 * i + 3];

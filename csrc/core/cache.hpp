@@ -72,8 +72,11 @@ void draw_cached_batch(const CacheDrawBatch& batch, CacheKind kind, int threads)
 // `scratch` resample_scratch_size(n, out) doubles.
 int resample_weights(int n, int out, int32_t* lo, float* weights, double* scratch);
 
-// An upper bound of the taps of resample_weights(n', out) for every n' <= n.
-constexpr int resample_taps_bound(int n, int out) { return 2 * (((n > out ? n : out) + out - 1) / out) + 1; }
+// An upper bound of the taps of resample_weights(n', out) for every n' <= n: hi - lo <= 2 support + 1, and <= n.
+constexpr int resample_taps_bound(int n, int out) {
+    const int bound = 2 * (((n > out ? n : out) + out - 1) / out) + 1;
+    return bound < n ? bound : n;
+}
 // Doubles of scratch resample_weights(n', out) needs for every n' <= n.
 constexpr int64_t resample_scratch_size(int n, int out) { return int64_t(resample_taps_bound(n, out) + 3) * out; }
 

@@ -28,9 +28,10 @@ struct DrawScratch {
     DrawScratch(int side, int out_side)
         : taps_bound(resample_taps_bound(side, out_side)), out_padded(round_up(out_side, kMaxLanes)),
           lit_stride(cache_words(side) + 1), lo_x(out_padded), lo_y(out_padded),
-          w_x(size_t(out_padded) * taps_bound), w_y(size_t(out_padded) * taps_bound), weight_tmp(size_t(resample_scratch_size(side, out_side))),
-          lit(size_t(side + taps_bound) * lit_stride),
-          row_words(cache_words(side) + 2), groups(8 * size_t(cache_words(side) + 2)), keep(8 * size_t(cache_words(side) + 2)), colsum(size_t(64 * cache_words(side) + taps_bound) * kMaxLanes) {}
+          w_x(size_t(out_padded) * taps_bound), w_y(size_t(out_padded) * taps_bound),
+          weight_tmp(size_t(resample_scratch_size(side, out_side))), lit(size_t(side + taps_bound) * lit_stride),
+          row_words(cache_words(side) + 2), groups(8 * size_t(cache_words(side) + 2)),
+          keep(8 * size_t(cache_words(side) + 2)), colsum(size_t(64 * cache_words(side) + taps_bound) * kMaxLanes) {}
 };
 
 // One sample, with its weights already in the scratch (lo_x, w_x with taps_x per output; lo_y, w_y with taps_y;

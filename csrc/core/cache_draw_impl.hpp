@@ -115,9 +115,7 @@ static inline void transpose(vf* v) {
 #endif
 }
 
-// The bits of cache word x (pixel index of bit 0: base) that kind Patch keeps: hash32(key, pidx) < kPatchThreshold.
-// All 64 hashes, branch-free: independent vectors that the CPU overlaps (a loop over the non-zero groups only
-// mispredicts its exit and serialises the multiply latency; it was slower).
+// Kind Patch keeps a cached pixel where hash32(key, pidx) < kPatchThreshold.
 struct WeylTable {  // (pixel offset in the word) * golden, by group of kLanes pixels
     alignas(32) uint32_t lanes[64 / kLanes][kLanes];
     constexpr WeylTable() : lanes() {
@@ -169,6 +167,7 @@ static inline void patch_words(uint64_t* words, int count, uint32_t base, uint32
     }
 }
 #else
+// Baseline: the 64 hashes of each non-zero word.
 static inline void patch_words(uint64_t* words, int count, uint32_t base, uint32_t key, DrawScratch&) {
     for (int m = 0; m < count; ++m) {
         if (words[m] == 0) continue;
@@ -338,7 +337,7 @@ __attribute__((noinline)) static void horizontal_block(const DrawJob& j, DrawScr
         vf a[kLanes];
         const int cols = T - x0 < kLanes ? T - x0 : kLanes;
 #pragma GCC unroll 8
-        for (int c = 0; c < kLanes; ++c) {  // all kLanes (padding columns repeat the last), so that a[] stays in registers
+        for (int c = 0; c < kLanes; ++c) {  // all kLanes (padding columns repeat the last): a[] stays in registers
             const int x = x0 + c < T ? x0 + c : T - 1;
             const float* w = wx + int64_t(x) * tx;
             const float* cs = colsum + int64_t(lo[x]) * kLanes;

@@ -135,7 +135,8 @@ void test_patch_kind_keeps_the_hashed_pixels() {
         int64_t covered = 0, lit = 0;
         for (int r = 0; r < side; ++r)
             for (int c = 0; c < side; ++c) {
-                const bool on = bit(dilated.data(), side, r, c) && hash32(key, uint32_t(r * side + c)) < kPatchThreshold;
+                const bool on =
+                    bit(dilated.data(), side, r, c) && hash32(key, uint32_t(r * side + c)) < kPatchThreshold;
                 same &= out[size_t(r) * side + c] == (on ? 127 : 0);
                 covered += bit(dilated.data(), side, r, c), lit += on;
             }
@@ -304,7 +305,8 @@ void test_draws_match_the_scalar_restatement() {
     }
     d.crops[0] = 0, d.crops[1] = 0, d.crops[2] = S, d.crops[3] = S;
     for (CacheKind kind : {CacheKind::Point, CacheKind::FullPatch, CacheKind::Patch, CacheKind::UnionPatch}) {
-        const std::vector<uint64_t>& cache = (kind == CacheKind::Point || kind == CacheKind::UnionPatch) ? points : dilated;
+        const bool point_cache = kind == CacheKind::Point || kind == CacheKind::UnionPatch;
+        const std::vector<uint64_t>& cache = point_cache ? points : dilated;
         for (int T : {1, 13, 64, 224}) {
             const std::vector<uint8_t> batch = draw(cache, S, d, kind, T, 1);
             CHECK(draw(cache, S, d, kind, T, 3) == batch);
@@ -315,9 +317,11 @@ void test_draws_match_the_scalar_restatement() {
                 const int64_t k = d.index[b];
                 const std::vector<uint64_t> one(cache.begin() + k * S * cache_words(S),
                                                 cache.begin() + (k + 1) * S * cache_words(S));
-                const std::vector<uint8_t> expected = scalar_draw(one, S, kind, d.seeds[b], &d.crops[4 * b], d.flips[b], T);
+                const std::vector<uint8_t> expected =
+                    scalar_draw(one, S, kind, d.seeds[b], &d.crops[4 * b], d.flips[b], T);
                 same &= std::equal(expected.begin(), expected.end(), batch.begin() + b * T * T);
-                const Draw single{{0}, {d.seeds[b]}, {d.crops.begin() + 4 * b, d.crops.begin() + 4 * b + 4}, {d.flips[b]}};
+                const Draw single{
+                    {0}, {d.seeds[b]}, {d.crops.begin() + 4 * b, d.crops.begin() + 4 * b + 4}, {d.flips[b]}};
                 alone &= draw(one, S, single, kind, T) == expected;
             }
             CHECK(same);
@@ -352,7 +356,8 @@ void test_core_refuses_sides_above_the_cap() {
     const CacheDrawBatch too_big_out{cache.data(), 1, 4, 1, &index, &seed, nullptr, &flip, out.data(), kMaxSide + 1};
     const CacheDrawBatch empty_out{cache.data(), 1, 4, 1, &index, &seed, nullptr, &flip, out.data(), 0};
     for (const CacheDrawBatch& b : {too_big_side, too_big_out, empty_out})
-        CHECK(invalid_argument_of([&] { draw_cached_batch(b, CacheKind::Point, 1); }).find("8192") != std::string::npos);
+        CHECK(invalid_argument_of([&] { draw_cached_batch(b, CacheKind::Point, 1); }).find("8192") !=
+              std::string::npos);
     CHECK(out[0] == 9);
 }
 
