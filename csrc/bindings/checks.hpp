@@ -76,6 +76,8 @@ inline ImageBatch output_images(const py::object& obj, int max_size) {
             a.ndim() == 4 ? 3 : 1};
 }
 
+inline void check_threads(int threads) { require_range(threads, "threads", 1, 1 << 16, " (None means all cores)"); }
+
 // Index of `value` in `names`, or ValueError listing them.
 inline int choice(const std::string& value, const char* name, const std::vector<std::string>& names) {
     for (size_t i = 0; i < names.size(); ++i)

@@ -4,16 +4,14 @@
 #include <vector>
 
 #include "bindings/checks.hpp"
+#include "bindings/systems.hpp"
 #include "core/render.hpp"
 #include "core/rng.hpp"
 
 namespace fdsl::bind {
 
-namespace {
-
 constexpr double kProbabilityTolerance = 1e-4;
 
-// params (B, K, 7) float64 rows `a b c d e f p` and n_maps (B,) int32 -> systems, checked.
 std::vector<IfsSystem> read_systems(const py::object& params_obj, const py::object& n_maps_obj) {
     py::array params = as_array<double>(params_obj, "params", "float64", {3});
     const py::ssize_t batch = params.shape(0), rows = params.shape(1);
@@ -51,13 +49,13 @@ std::vector<IfsSystem> read_systems(const py::object& params_obj, const py::obje
     return systems;
 }
 
+namespace {
+
 py::array seed_array(const py::object& obj, const char* name, py::ssize_t batch) {
     py::array a = as_array<uint64_t>(obj, name, "uint64", {1});
     require_length(a, name, batch);
     return a;
 }
-
-void check_threads(int threads) { require_range(threads, "threads", 1, 1 << 16, " (None means all cores)"); }
 
 py::object render_ifs(const py::object& params, const py::object& n_maps, const py::object& out,
                       const py::object& seeds, const py::object& patch_seeds, const py::object& flips,

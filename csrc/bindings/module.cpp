@@ -8,6 +8,7 @@ namespace py = pybind11;
 namespace fdsl::bind {
 void register_ifs(py::module_& m);
 void register_contour(py::module_& m);
+void register_cache(py::module_& m);
 }  // namespace fdsl::bind
 
 PYBIND11_MODULE(_render, m) {
@@ -16,4 +17,5 @@ PYBIND11_MODULE(_render, m) {
     m.def("fast_kernel", &fdsl::fast_kernel_name, "SIMD kernel the fast chain uses on this CPU: 'avx2' or 'generic'");
     fdsl::bind::register_ifs(m);
     fdsl::bind::register_contour(m);
+    fdsl::bind::register_cache(m);
 }

@@ -167,8 +167,7 @@ void fixed_point(const AffineMap& m, double* x, double* y) {
     if (std::isfinite(fx) && std::isfinite(fy) && std::abs(fx) < 1e8 && std::abs(fy) < 1e8) *x = fx, *y = fy;
 }
 
-namespace {
-bool use_avx2() {
+bool use_avx2_kernels() {
 #ifdef FDSL_HAVE_AVX2_KERNEL
     static const bool yes = [] {
         const char* force = std::getenv("FDSL_FORCE_GENERIC");
@@ -182,6 +181,8 @@ bool use_avx2() {
 #endif
 }
 
+namespace {
+
 // room / span per axis, 0 for a zero span. A span below room / FLT_MAX (subnormal ones among them) overflows the
 // scale to inf, and inf * 0 then gives NaN, whose conversion to int is undefined: such an axis is drawn as a zero
 // span too, in the middle. Any other span keeps its float scale, so normal renders keep their bytes.
@@ -192,12 +193,12 @@ inline float axis_scale(float room, float span) {
 
 }  // namespace
 
-const char* fast_kernel_name() { return use_avx2() ? "avx2" : "generic"; }
+const char* fast_kernel_name() { return use_avx2_kernels() ? "avx2" : "generic"; }
 
 void fast_chain(const IfsSystem& system, uint64_t seed, int64_t n, const FastChainOptions& options, float* xs,
                 float* ys, float bbox[4]) {
 #ifdef FDSL_HAVE_AVX2_KERNEL
-    if (use_avx2()) return avx2::fast_chain_kernel(system, seed, n, options, xs, ys, bbox);
+    if (use_avx2_kernels()) return avx2::fast_chain_kernel(system, seed, n, options, xs, ys, bbox);
 #endif
     generic::fast_chain_kernel(system, seed, n, options, xs, ys, bbox);
 }

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "core/render_detail.hpp"
 #include "core/threads.hpp"
 
 namespace fdsl {
@@ -14,34 +15,22 @@ namespace {
 
 constexpr int64_t kChunk = 2048;
 
-// Per-thread buffers, allocated before the threads start so that an allocation failure reaches the caller.
-// An uninitialised array: every element is written before it is read, so zero-filling megabytes would be waste.
-template <class T>
-struct Buffer {
-    std::unique_ptr<T[]> memory;
-    explicit Buffer(int64_t n = 0) : memory(n > 0 ? new T[size_t(n)] : nullptr) {}
-    T* data() { return memory.get(); }
-};
-
 // Pixels are mapped in chunks that stay in L1, except in the rare irregular reference case (NaN rule), which
 // compacts all points at once: only reference mode needs pixel buffers for every point.
 int64_t pixel_buffer_size(const IfsRenderOptions& o) {
     return o.mode == Mode::Reference ? o.n_points : std::min(kChunk, o.n_points);
 }
 
-struct Scratch {
-    Buffer<double> xd, yd;  // reference chain
-    Buffer<float> xf, yf;   // fast chain
-    Buffer<int32_t> cols, rows;
-    RasterScratch raster;
-    Scratch(const IfsRenderOptions& o, int height, int width)
-        : xd(o.mode == Mode::Reference ? o.n_points : 0), yd(o.mode == Mode::Reference ? o.n_points : 0),
-          xf(o.mode == Mode::Fast ? o.n_points : 0), yf(o.mode == Mode::Fast ? o.n_points : 0),
-          cols(pixel_buffer_size(o)), rows(pixel_buffer_size(o)),
-          raster(height, width, RasterOptions{o.raster, o.color, 0}) {}
-};
+}  // namespace
 
-// Renders one image into `canvas` (points, pixels, raster); returns the number of points drawn.
+namespace detail {
+
+Scratch::Scratch(const IfsRenderOptions& o, int height, int width)
+    : xd(o.mode == Mode::Reference ? o.n_points : 0), yd(o.mode == Mode::Reference ? o.n_points : 0),
+      xf(o.mode == Mode::Fast ? o.n_points : 0), yf(o.mode == Mode::Fast ? o.n_points : 0),
+      cols(pixel_buffer_size(o)), rows(pixel_buffer_size(o)),
+      raster(height, width, RasterOptions{o.raster, o.color, 0}) {}
+
 int64_t render_one(const IfsSystem& system, uint64_t seed, uint64_t patch_seed, int flip, const float* crop,
                    const IfsRenderOptions& o, const Canvas& canvas, Scratch& s) {
     int64_t n = o.n_points;
@@ -84,7 +73,6 @@ int64_t render_one(const IfsSystem& system, uint64_t seed, uint64_t patch_seed, 
     return n;
 }
 
-// The core's own guard of the side cap, whoever calls it: the int32 pixel offsets of raster.cpp rely on it.
 void check_sides(int height, int width) {
     if (height < 1 || width < 1 || height > kMaxSide || width > kMaxSide)
         throw std::invalid_argument("image sides must be in [1, " + std::to_string(kMaxSide) + "] (kMaxSide), got " +
@@ -93,7 +81,12 @@ void check_sides(int height, int width) {
 
 int worker_count(int threads, int64_t items) { return int(std::max<int64_t>(1, std::min<int64_t>(threads, items))); }
 
-}  // namespace
+}  // namespace detail
+
+using detail::check_sides;
+using detail::render_one;
+using detail::Scratch;
+using detail::worker_count;
 
 void render_ifs_batch(const IfsBatch& b, const IfsRenderOptions& o, int threads) {
     check_sides(b.height, b.width);

@@ -8,3 +8,9 @@
 #else
 #define FDSL_MULTIVERSION
 #endif
+
+namespace fdsl {
+// Whether the kernels compiled twice (baseline and -mavx2: the fast chain, the cached draw) take their AVX2 build:
+// the CPU has AVX2 and FDSL_FORCE_GENERIC is unset or "0". Decided once per process.
+bool use_avx2_kernels();
+}  // namespace fdsl

@@ -23,6 +23,11 @@ in 1..511 per point, pasted over with its zeros at offset (+1, +1)), ``"union_pa
 stamped as a union), ``"full_patch"`` (all 9 cells) and ``"density"`` (hit counts scaled so the peak is 255, gray
 only). ``color=True`` (needs ``(B, H, W, 3)``) colours points by FractalDB's wheel of point index mod 128; gray
 otherwise. ``flips`` picks the reference's 4 saved variants: 0 none, 1 top-bottom, 2 left-right, 3 both.
+
+Attractor cache (:func:`build_attractor_cache`, :func:`draw_cached`): FractalDB, OFDB and 1p-frac seed every
+reference chain with 100, so a system's pixels never change; the cache holds them once, one bit per pixel, and each
+sample is drawn from it (its patch masks, random resized crop with an antialiased bilinear resize, flips) without
+running the chain.
 """
 
 from __future__ import annotations
@@ -35,13 +40,15 @@ import numpy as np
 
 from fdsl_app.render import _render
 from fdsl_app.render.args import cpu_count as cpu_count  # re-exported: the default thread count
-from fdsl_app.render.args import float_array, int_arg, per_sample, threads_arg
+from fdsl_app.render.args import float_array, int_arg, int_rows, per_sample, threads_arg
 
 Mode = Literal["reference", "fast"]
 Raster = Literal["point", "patch", "union_patch", "full_patch", "density"]
 MODES: tuple[Mode, ...] = typing.get_args(Mode)
 RASTERS: tuple[Raster, ...] = typing.get_args(Raster)
 ContourStyle = Literal["rcdb", "visualatom"]
+CacheRaster = Literal["point", "full_patch", "patch", "union_patch"]
+CACHE_RASTERS: tuple[CacheRaster, ...] = typing.get_args(CacheRaster)
 
 #: numpy legacy seed that FractalDB's ``calculate()`` uses for every image.
 REFERENCE_SEED = 100
@@ -198,3 +205,114 @@ def fast_kernel() -> str:
 def build_flags() -> str:
     """Compiler and flags the renderer was built with."""
     return _render.build_flags
+
+
+def cache_words(size: int) -> int:
+    """64-bit words per row of an attractor cache of side `size`: ``ceil(size / 64)``."""
+    return (int(size) + 63) // 64
+
+
+def build_attractor_cache(
+    params: np.ndarray,
+    *,
+    n_maps: Sequence[int] | np.ndarray | None = None,
+    size: int,
+    n_points: int,
+    pad: int = 6,
+    dilate: bool,
+    threads: int | None = None,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    """The attractor cache of B systems: each one's reference-mode render, one bit per pixel.
+
+    System k's render is ``render_ifs(params[k:k+1], mode="reference", seeds=REFERENCE_SEED, n_points=n_points,
+    pad=pad, flips=0)`` at ``size`` x ``size``, with ``raster="point"`` (``dilate=False``) or ``raster="full_patch"``
+    (``dilate=True``: every point's 3x3 patch); its pixel (r, c) is set in the cache where that render is not 0, bit
+    ``c % 64`` of word ``cache[k, r, c // 64]`` (bits past column ``size - 1`` are 0).
+
+    Args:
+        params, n_maps: the systems, as :func:`render_ifs` takes them.
+        size: the image side (1..8192, larger than ``2 * pad``).
+        n_points, pad: as :func:`render_ifs` (FractalDB: 100,000 or 200,000 points, pad 6).
+        dilate: ``True`` for the caches of draw kinds ``"full_patch"`` and ``"patch"``, ``False`` for ``"point"``
+            and ``"union_patch"`` (see :func:`draw_cached`).
+        threads: worker threads (default: all cores); systems are built in parallel.
+        out: where to write, uint64 ``(B, size, cache_words(size))``, C-contiguous and writeable (e.g. a writeable
+            ``np.memmap``); default: a new array.
+
+    Returns:
+        ``out``, or the new array.
+    """
+    params, n_maps = _systems(params, n_maps)
+    size = int_arg(size, "size")
+    if not 1 <= size <= MAX_SIDE:
+        raise ValueError(f"size must be in [1, {MAX_SIDE}], got {size}")
+    if not isinstance(dilate, bool | np.bool_):
+        raise TypeError(f"dilate must be a bool, got {type(dilate).__name__}")
+    shape = (params.shape[0], size, cache_words(size))
+    if out is None:
+        out = np.empty(shape, np.uint64)
+    elif isinstance(out, np.ndarray) and out.shape != shape:
+        raise ValueError(f"out must have shape {shape} (systems, size, cache_words(size)), got shape {out.shape}")
+    return _render.build_cache(
+        params, n_maps, out, int_arg(n_points, "n_points"), int_arg(pad, "pad"), bool(dilate), threads_arg(threads)
+    )
+
+
+def draw_cached(
+    cache: np.ndarray,
+    out: np.ndarray,
+    *,
+    index: int | Sequence[int] | np.ndarray,
+    patch_seeds: int | Sequence[int] | np.ndarray,
+    raster: CacheRaster,
+    crops: np.ndarray | Sequence[Sequence[int]] | None = None,
+    flips: int | Sequence[int] | np.ndarray = 0,
+    threads: int | None = None,
+) -> np.ndarray:
+    """Draw B samples from an attractor cache into ``out`` and return it.
+
+    Sample b takes system ``index[b]`` of ``cache`` (side S), finds its lit pixels, crops ``crops[b]`` out of them,
+    resizes the crop to ``out``'s side T and writes it flipped by ``flips[b]``. Pixels are in the flip-0 frame:
+    ``(r, c)``, ``pidx = r * S + c``. The kinds (``raster=``) and the cache each needs:
+
+    - ``"point"`` (a ``dilate=False`` cache): the cached pixels; FractalDB's point raster.
+    - ``"full_patch"`` (a ``dilate=True`` cache): the cached pixels; the full 3x3 patch raster.
+    - ``"patch"`` (a ``dilate=True`` cache): FractalDB's patches, drawn per pixel at their exact marginal: a cached
+      pixel is lit where ``hash32(uint32(stream_key(patch_seed, 3)), pidx) < 2151686160`` (probability 256/511,
+      that of the reference's last-writer-wins paste of uniform masks in 1..511; not the reference's joint law).
+    - ``"union_patch"`` (a ``dilate=False`` cache): Anderson's one 3x3 mask per image, the renderer's own mask
+      ``m = 1 + bounded(uint32(stream_key(patch_seed, 2)), 511)``: ``(r, c)`` is lit where some cell ``(dr, dc)``
+      (0..2 each) with mask bit ``8 - (3 dr + dc)`` set has a cached pixel at ``(r + 1 + dr, c - 1 - dc)``.
+
+    The resize is PIL's / torchvision's antialiased bilinear resize of the crop, per axis with input length n:
+    ``scale = n / T``, ``support = max(scale, 1)``; output i has ``center = (i + 0.5) * scale`` and taps
+    ``j in [max(0, floor(center - support + 0.5)), min(n, floor(center + support + 0.5)))`` weighted
+    ``max(0, 1 - |(j + 0.5 - center) / support|)`` (float64, divided by their sum, stored as float32); the sums are
+    float32, vertical first. The gray is ``min(127, floor(127 * acc + 0.5))`` in float32. A whole-image crop at
+    ``T == S`` is the exact render: ``render_ifs(mode="reference", raster=raster, patch_seeds=..., flips=...)`` for
+    ``"point"``, ``"full_patch"`` and ``"union_patch"``.
+
+    Args:
+        cache: uint64 ``(K, S, cache_words(S))`` from :func:`build_attractor_cache`; may be read-only (e.g. a
+            read-only ``np.memmap``).
+        out: uint8 ``(B, T, T)``, C-contiguous and writeable; every pixel is written.
+        index: per-sample (or one) system of the cache, in ``[0, K)``.
+        patch_seeds: per-sample (or one) 64-bit seed of the patch hashes (``"patch"``) or mask (``"union_patch"``).
+        raster: one of :data:`CACHE_RASTERS`, above.
+        crops: ``(B, 4)`` ints, per-sample ``left, top, width, height`` in pixels of the flip-0 frame (a caller that
+            wants a crop in the flipped image mirrors it), inside the S x S image with width, height >= 1;
+            ``None``: the whole image.
+        flips: per-sample (or one) flip of the result: 0 none, 1 top-bottom, 2 left-right, 3 both.
+        threads: worker threads (default: all cores). The bytes do not depend on it.
+    """
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"out must be a numpy array of dtype uint8, got {type(out).__name__}")
+    if raster not in CACHE_RASTERS:
+        raise ValueError(f"raster must be one of {', '.join(map(repr, CACHE_RASTERS))}, got {raster!r}")
+    batch = out.shape[0] if out.ndim else 0
+    return _render.draw_cached(
+        cache, per_sample(index, "index", batch, np.int64), per_sample(patch_seeds, "patch_seeds", batch, np.uint64),
+        None if crops is None else int_rows(crops, "crops", batch, 4, np.int32),
+        per_sample(flips, "flips", batch, np.uint8), out, raster, threads_arg(threads),
+    )  # fmt: skip

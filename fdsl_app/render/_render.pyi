@@ -45,3 +45,22 @@ def render_contours(
     threads: int,
 ) -> npt.NDArray[np.uint8]: ...
 def perlin1(xs: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]: ...
+def build_cache(
+    params: npt.NDArray[np.float64],
+    n_maps: npt.NDArray[np.int32],
+    out: npt.NDArray[np.uint64],
+    n_points: int,
+    pad: int,
+    dilate: bool,
+    threads: int,
+) -> npt.NDArray[np.uint64]: ...
+def draw_cached(
+    cache: npt.NDArray[np.uint64],
+    index: npt.NDArray[np.int64],
+    patch_seeds: npt.NDArray[np.uint64],
+    crops: npt.NDArray[np.int32] | None,
+    flips: npt.NDArray[np.uint8],
+    out: npt.NDArray[np.uint8],
+    kind: str,
+    threads: int,
+) -> npt.NDArray[np.uint8]: ...

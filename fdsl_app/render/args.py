@@ -58,3 +58,16 @@ def int_arg(value: int, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int | np.integer):
         raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r:.40}")
     return int(value)
+
+
+def int_rows(value: np.ndarray | Sequence, name: str, batch: int, columns: int, dtype: type) -> np.ndarray:
+    """``(batch, columns)`` integers (one row per sample) as a C-contiguous array of `dtype`; never rounds floats."""
+    arr = np.asarray(value)
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.integer) or arr.size == 0):
+        raise TypeError(f"{name} must be an array of ints, got {arr.dtype}; round pixel boxes explicitly")
+    if arr.shape != (batch, columns):
+        raise ValueError(f"{name} must have shape ({batch}, {columns}), got shape {arr.shape}")
+    info = np.iinfo(dtype)
+    if arr.size and (int(arr.min()) < info.min or int(arr.max()) > info.max):
+        raise ValueError(f"{name} must be in [{info.min}, {info.max}], got {arr.min()} .. {arr.max()}")
+    return np.ascontiguousarray(arr, dtype=dtype)
