@@ -152,6 +152,8 @@ class DataCfg:
     params: str | None = None  # source=family: a parameter file from `fdsl_app search`
     param_seed: int = 0  # source=family without params: seed of generate()
     samples_per_epoch: int | None = None  # source=family: samples per epoch (default: one pass)
+    cache_dir: str | None = None  # source=family, mode cached: attractor caches (default: $FDSL_CACHE_DIR or /tmp)
+    draw: str = "auto"  # source=family, mode cached: where samples are drawn: cpu (loader), device, auto (GPU: device)
     root: str | None = None  # real data: dataset folder
     image_size: int = 32  # training resolution
     batch_size: int = 64  # GLOBAL batch: per-device batch = batch_size / (devices * nodes * accumulate)
@@ -162,6 +164,7 @@ class DataCfg:
 
     def __post_init__(self) -> None:
         _choice("data", "source", self.source, DATA_SOURCES)
+        _choice("data", "draw", self.draw, ("auto", "cpu", "device"))
         _at_least("data", "image_size", self.image_size, 8)
         _at_least("data", "batch_size", self.batch_size, 1)
         _at_least("data", "num_workers", self.num_workers, 0)

@@ -161,7 +161,7 @@ def test_build_datamodule_family_source() -> None:
     dm, classes = build_datamodule(_family_cfg())
     assert isinstance(dm, FamilyDataModule) and classes == 8 and dm.batch_size == 4 and dm.image_size == 16
     images, labels = next(iter(dm.train_dataloader()))
-    assert images.dtype == torch.uint8 and images.shape == (4, 1, 48, 48)  # the family's render size
+    assert images.dtype == torch.uint8 and images.shape == (4, 1, 16, 16)  # drawn from the cache at 16 px
     x, y = dm.on_after_batch_transfer((images, labels), 0)  # no trainer: the eval transform
     assert x.shape == (4, 3, 16, 16) and x.dtype == torch.float32 and torch.equal(y, labels)
     x_train, _ = dm.augment_batch((images, labels), train=True, seed=0)

@@ -55,7 +55,7 @@ def test_registry_lists_both_families_with_the_published_defaults():
 
 
 def test_create_family_applies_overrides():
-    fam = create_family("fractaldb", classes=4, fill_threshold=0.15, patch_redraws=3, color=True)
+    fam = create_family("fractaldb", classes=4, fill_threshold=0.15, patch_redraws=3, color=True, mode="reference")
     assert (fam.num_classes, fam.settings.fill_threshold, fam.instances_per_class) == (4, 0.15, 300)
     assert fam.image_shape == (362, 362, 3)
 
@@ -194,29 +194,38 @@ def test_render_shapes_and_dtype(family, params):
     out = family.new_batch(3)
     result = family.render(params, np.array([0, 1, 2]), np.array([0, 99, 199]), _keys(3), out, threads=1)
     assert result is out and out.shape == (3, 64, 64) and out.dtype == np.uint8 and (out > 0).any(axis=(1, 2)).all()
-    color = create_family("fractaldb", **SMALL, **RENDER, color=True)
+    color = create_family("fractaldb", **SMALL, **RENDER, color=True, mode="reference")
     out = color.render(params, np.array([0, 1]), np.array([0, 1]), _keys(2), color.new_batch(2))
     assert out.shape == (2, 64, 64, 3)
 
 
+#: Each mode with a raster it draws exactly like render_ifs: reference mode every raster, the cache (whose patch
+#: raster draws its masks per pixel) the full patch.
+EXACT = [("reference", "patch"), ("cached", "full_patch")]
+
+
+@pytest.mark.parametrize(("mode", "raster"), EXACT)
 @pytest.mark.parametrize("flip", range(4))
-def test_identity_row_instance_is_the_reference_render_of_the_category(family, params, flip):
+def test_identity_row_instance_is_the_reference_render_of_the_category(params, flip, mode, raster):
+    family = create_family("fractaldb", **SMALL, **RENDER, mode=mode, raster=raster)
     instance = IDENTITY_ROW * 4 * 2 + flip  # weight row 2, patch re-draw 0
     keys = _keys(3)
     got = family.render(params, np.arange(3), np.full(3, instance), keys, family.new_batch(3))
     arrays = params.arrays
     want = render.render_ifs(arrays["params"], family.new_batch(3), n_maps=arrays["n_maps"], seeds=100,
-                             patch_seeds=derive(keys, 1), flips=flip, n_points=3000, raster="patch")  # fmt: skip
+                             patch_seeds=derive(keys, 1), flips=flip, n_points=3000, raster=raster)  # fmt: skip
     assert np.array_equal(got, want)
 
 
-def test_weight_rows_scale_one_parameter_in_every_map(family, params):
+@pytest.mark.parametrize(("mode", "raster"), EXACT)
+def test_weight_rows_scale_one_parameter_in_every_map(params, mode, raster):
+    family = create_family("fractaldb", **SMALL, **RENDER, mode=mode, raster=raster)
     keys = _keys(1)
     got = family.render(params, np.array([1]), np.array([6 * 8]), keys, family.new_batch(1))  # row 6: b x 0.6
     system = params.arrays["params"][1:2].copy()
     system[..., 1] *= 0.6
     want = render.render_ifs(system, family.new_batch(1), n_maps=params.arrays["n_maps"][1:2], seeds=100,
-                             patch_seeds=derive(keys, 1), n_points=3000, raster="patch")  # fmt: skip
+                             patch_seeds=derive(keys, 1), n_points=3000, raster=raster)  # fmt: skip
     assert np.array_equal(got, want)
 
 
@@ -244,7 +253,7 @@ def test_render_rejects_out_of_range_indices(family, params):
 
 
 def test_ofdb_renders_one_instance_with_a_times_0_2():
-    ofdb = create_family("ofdb", **SMALL, image_size=64, n_points=3000)
+    ofdb = create_family("ofdb", **SMALL, image_size=64, n_points=3000, mode="reference")
     params = ofdb.generate(7)
     keys = _keys(3)
     got = ofdb.render(params, np.arange(3), np.zeros(3, np.int64), keys, ofdb.new_batch(3))

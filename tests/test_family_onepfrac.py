@@ -117,7 +117,7 @@ def test_render_is_deterministic_per_key(mode: str, params: ClassParams) -> None
 
 
 def test_render_color(params: ClassParams) -> None:
-    fam = create_family("onepfrac", **{**SMALL, "color": True})
+    fam = create_family("onepfrac", **{**SMALL, "color": True, "mode": "reference"})
     classes = np.array([0, 5], np.int64)
     out = fam.render(params, classes, np.zeros(2, np.int64), sample_keys(0, 0, classes), fam.new_batch(2))
     assert out.shape == (2, 64, 64, 3)

@@ -99,15 +99,18 @@ def test_crops_need_fast_mode_and_valid_boxes():
 
 
 @pytest.mark.parametrize("family, settings, path", [
-    ("onepfrac", {"mode": "fast"}, "formula-space crop + device photometric"),
-    ("onepfrac", {"mode": "reference"}, "device"),
-    ("rcdb", {}, "device"),
+    ("onepfrac", {}, "attractor cache, each sample's patch masks (fresh every epoch), crop and flips drawn in the "
+                     "loader (C++)"),
+    ("onepfrac", {"fixed_masks": True}, "attractor cache, each sample's patch masks (fixed per (class, instance))"),
+    ("onepfrac", {"mode": "fast"}, "formula-space crop + device photometric augmentation"),
+    ("onepfrac", {"mode": "reference"}, "device augmentation"),
+    ("rcdb", {}, "device augmentation"),
 ])  # fmt: skip
 def test_the_datamodule_picks_the_fastest_path_and_says_which(family, settings, path):
     settings = {"classes": 4, "image_size": 48, **({"n_points": 3000} if family == "onepfrac" else {})} | settings
     dm = FamilyDataModule(family, settings, image_size=32, batch_size=8, samples_per_epoch=16)
-    assert dm.path == path
+    assert dm.path.startswith(path)
     dm.setup("fit")
     images, labels = next(iter(dm.train_dataloader()))
-    side = 32 if path.startswith("formula") else 48
+    side = 48 if path.endswith("device augmentation") else 32
     assert images.shape == (8, 1, side, side) and images.dtype == torch.uint8

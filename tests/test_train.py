@@ -120,6 +120,8 @@ def cifar_cfg(tmp_path: Path, *extra: str):
         (tiny_cfg, ["data.samples_per_epoch=32"]),  # 2 steps an epoch: the stop falls on an epoch's last batch
         (tiny_cfg, ["data.num_workers=2"]),  # workers draw indices before the resume position is known
         (tiny_cfg, ["data.num_workers=2", "data.persistent_workers=true", "data.samples_per_epoch=48"]),
+        (tiny_cfg, ["data.settings.mode=cached", "data.settings.raster=patch", "data.num_workers=2"]),
+        (tiny_cfg, ["data.settings.mode=cached", "data.settings.raster=patch", "data.draw=device"]),
         (cifar_cfg, []),
         (cifar_cfg, ["data.num_workers=2"]),
     ],
@@ -129,6 +131,8 @@ def cifar_cfg(tmp_path: Path, *extra: str):
         "family-epoch-end",
         "family-workers",
         "family-persistent",
+        "family-cached",
+        "family-cached-device-draw",
         "cifar",
         "cifar-workers",
     ],  # fmt: skip

@@ -50,6 +50,8 @@ def build_datamodule(cfg: RunCfg, *, world_size: int = 1) -> tuple[L.LightningDa
             seed=cfg.seed,
             param_seed=data.param_seed,
             samples_per_epoch=data.samples_per_epoch,
+            cache_dir=data.cache_dir,
+            draw=data.draw,
             **loader,
         )
         return family, family.num_classes

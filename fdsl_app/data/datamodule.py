@@ -34,7 +34,9 @@ from fdsl_app.data.synthetic import (
     trainer_replicas,
 )
 from fdsl_app.families import resolve_family
+from fdsl_app.families.ifs import DrawPlan, cached_mode
 from fdsl_app.render.keys import derive, sample_keys, splitmix64
+from fdsl_app.render.torch_draw import cache_tensor, draw_cached_torch
 
 
 class FormulaDataModule(L.LightningDataModule):
@@ -56,6 +58,8 @@ class FormulaDataModule(L.LightningDataModule):
         drop_last: drop each epoch's last incomplete batch.
         shuffle: shuffle each epoch (else sequential order).
         prefetch_factor: batches each worker loads ahead (needs `num_workers` > 0; None: torch's default).
+        cache_dir: folder of attractor caches for mode cached (None: ``$FDSL_CACHE_DIR`` or the node's temporary
+            folder, shared by its processes).
 
     Raises:
         ValueError: a setting is out of range, the family is unknown, or `settings` conflict with the parameter
@@ -78,6 +82,7 @@ class FormulaDataModule(L.LightningDataModule):
         drop_last: bool = True,
         shuffle: bool = True,
         prefetch_factor: int | None = None,
+        cache_dir: str | None = None,
     ) -> None:
         super().__init__()
         _check_loader_settings(
@@ -96,6 +101,7 @@ class FormulaDataModule(L.LightningDataModule):
         self.drop_last = drop_last
         self.shuffle = shuffle
         self.prefetch_factor = prefetch_factor
+        self.cache_dir = cache_dir
         # The family is built now (cheap) so that bad settings fail at construction; a parameter file is read now
         # because its settings decide the family's; generation, the expensive part, waits for setup().
         self.family, self._file_params = resolve_family(family, dict(settings or {}), params_path)
@@ -110,6 +116,8 @@ class FormulaDataModule(L.LightningDataModule):
         if self.dataset is not None:
             return
         params = self._file_params if self._file_params is not None else self.family.generate(self.param_seed)
+        # Before any loader worker starts, so that they all map the one cache file.
+        self.family.prepare(params, cache_dir=self.cache_dir, progress=True)
         self.dataset = FormulaDataset(
             self.family, params, seed=self.seed, samples_per_epoch=self.samples_per_epoch, channels_first=True,
             formula_augment=self.formula_augment_spec(),
@@ -139,6 +147,7 @@ class FormulaDataModule(L.LightningDataModule):
         )  # fmt: skip
 
 
+DRAWS = ("auto", "cpu", "device")  # where mode cached draws: auto = the device when it is a GPU
 _VAL_STREAM = 0x7A1  # sub-key of the run seed for the validation renders: never a training key
 _AUGMENT_SALT = 0xA06_0E47  # keeps batch-augmentation seeds apart from the per-sample render keys
 
@@ -178,20 +187,30 @@ class FamilyDataModule(FormulaDataModule):
         augment: AugmentCfg | None = None,
         image_size: int = 32,
         val_classes: int = 1000,
+        draw: str = "auto",
         **kwargs: Any,
     ) -> None:
         super().__init__(family, settings, **kwargs)
         if val_classes < 1:
             raise ValueError(f"val_classes must be >= 1, got {val_classes}")
+        if draw not in DRAWS:
+            raise ValueError(f"draw must be one of {', '.join(DRAWS)}, got {draw!r}")
+        cached = cached_mode(self.family)
+        if draw == "device" and not cached:
+            raise ValueError(f"draw=device needs the attractor cache: {self.family.name} setting mode=cached")
+        # auto: on a GPU the cached draw runs there, one call a step, with no image leaving the host.
+        self.draw = "device" if draw == "device" or (draw == "auto" and cached and torch.cuda.is_available()) else "cpu"
+        self._device_cache: torch.Tensor | None = None
         augment = augment if augment is not None else AugmentCfg()
         self.image_size = int(image_size)
         self.val_classes = val_classes
         self.augment = augment
-        # The fastest path the family allows: IFS families in fast mode crop and flip the points and draw at the
-        # training size (no pixel resampling); the device then adds only photometric augmentation and erasing.
-        self.path = "formula-space crop + device photometric" if self.family.formula_augment else "device"
+        # The fastest path the family allows: IFS families in mode cached draw each sample's crop and flips from the
+        # attractor cache, in fast mode on the points, straight at the training size; the device then adds only
+        # photometric augmentation and erasing.
+        self.path = _describe_path(self.family, self.draw)
         geometric = replace(augment, scale=[1.0, 1.0], hflip=0.0, vflip=0.0) if self.family.formula_augment else augment
-        log.info("data path: %s augmentation (%s)", self.path, self.family.name)
+        log.info("data path: %s (%s)", self.path, self.family.name)
         self.train_augment = DeviceAugment(geometric, image_size, train=True, seed=self.seed)
         self.eval_augment = DeviceAugment(augment, image_size, train=False)
         self.val_dataset: Subset | None = None
@@ -220,8 +239,11 @@ class FamilyDataModule(FormulaDataModule):
             if self.family.formula_augment:
                 whole = FormulaAugmentSpec(self.image_size, (1.0, 1.0), 0.0, 0.0)
             renders = FormulaDataset(self.family, self.dataset.params, seed=val_seed, channels_first=True,
-                                     formula_augment=whole)  # fmt: skip
+                                     formula_augment=whole, draw_plans=self.draw == "device")  # fmt: skip
             self.val_dataset = Subset(renders, self.val_indices())
+            self.dataset.draw_plans = self.draw == "device"
+            if cached_mode(self.family):
+                log.info("attractor cache: %s", self.family.describe_cache())
 
     def val_indices(self) -> list[int]:
         """Dataset indices of the validation renders: instance 0 of each chosen class."""
@@ -247,15 +269,29 @@ class FamilyDataModule(FormulaDataModule):
         return out, labels
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        """Augment training batches, resize the others, on the device they now sit on."""
+        """Augment training batches, resize the others, on the device they now sit on (drawing them there first when
+        the loader brought draw plans)."""
         trainer = self.trainer
         train = trainer is not None and bool(trainer.training)
+        if self.draw == "device":
+            batch = (self.draw_on_device(batch[0]), batch[1])
         images, labels = self.augment_batch(batch, train=train, seed=self._batch_seed() if train else None)
         if trainer is not None:
             # Lightning cast the batch for "*-true" precisions before the transfer, when it was still uint8;
             # cast the float images now (a no-op for mixed and 32-bit precision).
             images = trainer.precision_plugin.convert_input(images)
         return images, labels
+
+    def draw_on_device(self, plans: torch.Tensor) -> torch.Tensor:
+        """``(B, 7)`` draw plans into ``(B, 1, S, S)`` uint8 images, drawn on the plans' device from the attractor
+        cache (copied there once) by :func:`~fdsl_app.render.torch_draw.draw_cached_torch`."""
+        device = plans.device
+        if self._device_cache is None or self._device_cache.device != device:
+            self._device_cache = cache_tensor(self.family.cache_words(), device)
+        plan = DrawPlan.unpack(plans.cpu().numpy())
+        images = draw_cached_torch(self._device_cache, plan.index, plan.patch_seeds, raster=self.family.settings.raster,
+                                   size=self.image_size, crops=plan.crops, flips=plan.flips)  # fmt: skip
+        return images.unsqueeze(1)
 
     def _batch_seed(self) -> int:
         """Hash of (run seed, epoch, batch index in the epoch, global rank) of the training batch now augmented."""
@@ -265,6 +301,18 @@ class FamilyDataModule(FormulaDataModule):
         salted = int(splitmix64(np.uint64(self.seed) ^ np.uint64(_AUGMENT_SALT)))
         key = sample_keys(salted, epoch, np.array([index], dtype=np.uint64))
         return int(derive(key, int(trainer.global_rank))[0]) >> 1  # 63 bits: any torch seed
+
+
+def _describe_path(family: Any, draw: str) -> str:
+    """The startup line's account of where each training image comes from."""
+    if cached_mode(family):
+        masks = "fixed per (class, instance)" if family.settings.fixed_masks else "fresh every epoch"
+        where = "on the training device, one call per step" if draw == "device" else "in the loader (C++)"
+        return (f"attractor cache, each sample's patch masks ({masks}), crop and flips drawn {where}; device "
+                "photometric augmentation")
+    if family.formula_augment:
+        return "formula-space crop + device photometric augmentation"
+    return "device augmentation"
 
 
 def _check_loader_settings(

@@ -39,6 +39,7 @@ from torch.utils.data import Dataset, default_collate, get_worker_info
 from torch.utils.data.distributed import DistributedSampler
 
 from fdsl_app.families.base import ClassParams, Family
+from fdsl_app.families.ifs import IfsFamily
 from fdsl_app.render.formula_space import sample_formula_augment
 from fdsl_app.render.keys import sample_keys
 
@@ -74,6 +75,7 @@ class FormulaDataset(Dataset[Sample]):
         samples_per_epoch: int | None = None,
         channels_first: bool = True,
         formula_augment: FormulaAugmentSpec | None = None,
+        draw_plans: bool = False,
     ) -> None:
         family.check_params(params)
         if formula_augment is not None and not family.formula_augment:
@@ -95,6 +97,9 @@ class FormulaDataset(Dataset[Sample]):
         self.stride = _coprime_stride(base)
         self.channels_first = channels_first
         self.formula_augment = formula_augment
+        if draw_plans and not (isinstance(family, IfsFamily) and family.settings.mode == "cached"):
+            raise ValueError(f"family {family.name!r} draws on the device only in mode cached (an attractor cache)")
+        self.draw_plans = draw_plans
 
     def __len__(self) -> int:
         return self.length
@@ -146,6 +151,8 @@ class FormulaDataset(Dataset[Sample]):
             (shared memory inside a DataLoader worker), and int64 class ids ``(B,)``.
         """
         epochs, positions, classes, instances = self.locate(indices)
+        if self.draw_plans:
+            return self._plans(epochs, positions, classes, instances), torch.from_numpy(classes)
         shape = self.sample_shape if not self.channels_first else None
         raw = self.family.image_shape
         if self.formula_augment is not None:
@@ -159,6 +166,21 @@ class FormulaDataset(Dataset[Sample]):
             extra["augment"] = sample_formula_augment(keys, a.scale, a.hflip, a.vflip, self.family.image_shape[0])
         self.family.render(self.params, classes, instances, keys, buffer.numpy(), threads=threads, **extra)
         return self._layout(buffer), torch.from_numpy(classes)
+
+    def _plans(
+        self, epochs: np.ndarray, positions: np.ndarray, classes: np.ndarray, instances: np.ndarray
+    ) -> torch.Tensor:
+        """What a device draw needs instead of images: ``(B, 7)`` int64 rows (:class:`~fdsl_app.families.ifs.
+        DrawPlan`), a few bytes a sample."""
+        keys = self.keys(epochs, positions)
+        augment = None
+        if self.formula_augment is not None:
+            a = self.formula_augment
+            augment = sample_formula_augment(keys, a.scale, a.hflip, a.vflip, self.family.image_shape[0])
+        plan = self.family.draw_plan(self.params, classes, instances, keys, augment)
+        rows = _new_buffer((len(classes), 7), torch.int64)
+        rows.numpy()[:] = plan.pack(self.family.image_shape[0])
+        return rows
 
     def _layout(self, buffer: torch.Tensor) -> torch.Tensor:
         """The renderer's ``(B, H, W[, 3])`` buffer as ``(B, C, H, W)`` views when channels-first."""
@@ -193,12 +215,12 @@ def _coprime_stride(n: int) -> int:
     return stride
 
 
-def _new_buffer(shape: tuple[int, ...]) -> torch.Tensor:
-    """A uint8 tensor to render into: in shared memory inside a DataLoader worker, where the batch must end up."""
+def _new_buffer(shape: tuple[int, ...], dtype: torch.dtype = torch.uint8) -> torch.Tensor:
+    """A tensor to render into: in shared memory inside a DataLoader worker, where the batch must end up."""
     if get_worker_info() is None:
-        return torch.empty(shape, dtype=torch.uint8)
-    storage = torch.UntypedStorage._new_shared(math.prod(shape))
-    return torch.empty(0, dtype=torch.uint8).set_(storage).view(shape)
+        return torch.empty(shape, dtype=dtype)
+    storage = torch.UntypedStorage._new_shared(math.prod(shape) * dtype.itemsize)
+    return torch.empty(0, dtype=dtype).set_(storage).view(shape)
 
 
 def collate_samples(samples: Sequence[Sample]) -> tuple[torch.Tensor, torch.Tensor]:

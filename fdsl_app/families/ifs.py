@@ -54,6 +54,27 @@ class IfsRenderSettings:
     (1p-frac, OFDB: 1,000 images); False draws fresh masks every epoch from the sample key."""
 
 
+@dataclass(frozen=True)
+class DrawPlan:
+    """Per-sample inputs of a draw from the attractor cache (:func:`fdsl_app.render.draw_cached`)."""
+
+    index: np.ndarray  # int64 system in the cache
+    patch_seeds: np.ndarray  # uint64
+    crops: np.ndarray | None  # int32 (B, 4) left, top, width, height in the flip-0 frame; None: the whole image
+    flips: np.ndarray  # uint8 flip of the output
+
+    def pack(self, side: int) -> np.ndarray:
+        """``(B, 7)`` int64 rows ``index, patch seed (bits), left, top, width, height, flip`` (a whole image without
+        crops): what a loader hands a device draw."""
+        crops = np.tile(np.array([0, 0, side, side]), (len(self.index), 1)) if self.crops is None else self.crops
+        return np.column_stack([self.index, self.patch_seeds.view(np.int64), crops, self.flips]).astype(np.int64)
+
+    @classmethod
+    def unpack(cls, rows: np.ndarray) -> DrawPlan:
+        rows = np.asarray(rows, np.int64)
+        return cls(rows[:, 0], rows[:, 1].view(np.uint64), rows[:, 2:6].astype(np.int32), rows[:, 6].astype(np.uint8))
+
+
 class IfsFamily(Family):
     """A family of iterated function systems: one system per sample, rendered with the family's render settings.
 
@@ -122,6 +143,21 @@ class IfsFamily(Family):
         classes = np.repeat(np.arange(params.num_classes, dtype=np.int64), count)
         return self.variant_systems(params, classes, np.tile(np.arange(count, dtype=np.int64), params.num_classes))
 
+    def cache_words(self) -> np.ndarray:
+        """The prepared cache's words (read-only map); ValueError before :meth:`prepare`."""
+        if self._cache is None:
+            raise ValueError(f"{self.name}: no attractor cache prepared; call prepare(params) first")
+        return self._cache[1].words
+
+    def describe_cache(self) -> str:
+        """One line on the prepared cache: systems, side, size and file."""
+        if self._cache is None:
+            return "none prepared"
+        words = self._cache[1].words
+        kind = "3x3 patch supports" if self._dilate else "point sets"
+        return (f"{len(words):,} systems' {kind} at {words.shape[1]} px, {words.nbytes / 2**20:,.1f} MiB, "
+                f"mapped from {self._cache[1].path} (shared by this node's processes)")
+
     @property
     def _dilate(self) -> bool:
         return self.settings.raster in ("patch", "full_patch")
@@ -140,10 +176,10 @@ class IfsFamily(Family):
         augment: FormulaAugment | None = None,
     ) -> np.ndarray:
         classes, instances, keys = self.check_batch(params, classes, instances, keys, out)
-        patch_seeds = self.patch_seeds(params, classes, instances, keys)
         if self.settings.mode == "cached":
-            return self._draw(params, classes, instances, patch_seeds, out, threads, augment)
+            return self._draw(params, classes, instances, keys, out, threads, augment)
         systems, n_maps, flips = self.systems(params, classes, instances)
+        patch_seeds = self.patch_seeds(params, classes, instances, keys)
         return render_systems(self.settings, systems, n_maps, keys, patch_seeds, out, flips=flips, threads=threads,
                               augment=augment)  # fmt: skip
 
@@ -157,20 +193,28 @@ class IfsFamily(Family):
         ids = classes.astype(np.uint64) * np.uint64(self.instances_per_class) + instances.astype(np.uint64)
         return derive(splitmix64(splitmix64(np.uint64(params.seed)) ^ splitmix64(ids)), 1)
 
-    def _draw(
-        self, params: ClassParams, classes: np.ndarray, instances: np.ndarray, patch_seeds: np.ndarray,
-        out: np.ndarray, threads: int | None, augment: FormulaAugment | None,
-    ) -> np.ndarray:  # fmt: skip
-        """Mode cached: each sample drawn from its system's attractor (see the module)."""
+    def draw_plan(
+        self, params: ClassParams, classes: np.ndarray, instances: np.ndarray, keys: np.ndarray,
+        augment: FormulaAugment | None = None,
+    ) -> DrawPlan:  # fmt: skip
+        """What mode cached draws for each sample: its system in the cache, patch seed, crop and flip."""
         variants, flips = self.instance_layout(instances)
-        index = classes * self.variants_per_class + variants
-        words, index = self._cache_words(params, index)
-        side = int(self.settings.image_size)
         crops = None
         if augment is not None:
-            crops, flips = flip0_crops(augment.crops, flips, side), np.bitwise_xor(flips, augment.flips)
-        return render.draw_cached(words, out, index=index, patch_seeds=patch_seeds, raster=self.settings.raster,
-                                  crops=crops, flips=flips, threads=threads)  # fmt: skip
+            crops = flip0_crops(augment.crops, flips, int(self.settings.image_size))
+            flips = np.bitwise_xor(flips, augment.flips)
+        index = classes * self.variants_per_class + variants
+        return DrawPlan(index, self.patch_seeds(params, classes, instances, keys), crops, flips.astype(np.uint8))
+
+    def _draw(
+        self, params: ClassParams, classes: np.ndarray, instances: np.ndarray, keys: np.ndarray, out: np.ndarray,
+        threads: int | None, augment: FormulaAugment | None,
+    ) -> np.ndarray:  # fmt: skip
+        """Mode cached: each sample drawn from its system's attractor (see the module)."""
+        plan = self.draw_plan(params, classes, instances, keys, augment)
+        words, index = self._cache_words(params, plan.index)
+        return render.draw_cached(words, out, index=index, patch_seeds=plan.patch_seeds, raster=self.settings.raster,
+                                  crops=plan.crops, flips=plan.flips, threads=threads)  # fmt: skip
 
     def _cache_words(self, params: ClassParams, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The cache words and each sample's row in them: the prepared cache of `params`, else (a preview, an
@@ -185,6 +229,11 @@ class IfsFamily(Family):
         render.build_attractor_cache(systems, n_maps=n_maps, size=s.image_size, n_points=s.n_points,
                                      dilate=self._dilate, out=words)  # fmt: skip
         return words, rows
+
+
+def cached_mode(family: Family) -> bool:
+    """Whether `family` draws its samples from an attractor cache."""
+    return isinstance(family, IfsFamily) and family.settings.mode == "cached"
 
 
 def flip0_crops(crops: np.ndarray, flips: np.ndarray, side: int) -> np.ndarray:

@@ -125,10 +125,13 @@ def draw_cached_torch(
     return torch.where(((flips & 2) != 0)[:, None, None], out.flip(2), out)
 
 
-def cache_tensor(cache: np.ndarray, device: str | torch.device) -> torch.Tensor:
-    """A uint64 attractor cache as the int64 tensor :func:`draw_cached_torch` reads, on `device` (one copy)."""
-    words = np.ascontiguousarray(cache).view(np.int64)
-    return torch.from_numpy(words).to(device)
+def cache_tensor(cache: np.ndarray, device: str | torch.device, chunk: int = 1024) -> torch.Tensor:
+    """A uint64 attractor cache (a read-only map, typically) as the int64 tensor :func:`draw_cached_torch` reads,
+    on `device`: one copy there, made `chunk` systems at a time so the host never holds a second whole one."""
+    out = torch.empty(cache.shape, dtype=torch.int64, device=device)
+    for lo in range(0, len(cache), chunk):
+        out[lo : lo + chunk] = torch.from_numpy(np.array(cache[lo : lo + chunk]).view(np.int64))
+    return out
 
 
 __all__ = ["GRAY", "KINDS", "PATCH_THRESHOLD", "cache_tensor", "draw_cached_torch", "resample_weights", "unpack_bits"]
