@@ -4,6 +4,7 @@ comparison, and its flag errors."""
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -18,7 +19,7 @@ from fdsl_app.bench import report as bench_report
 TINY = ["--samples", "16", "--size", "32", "--batch-size", "8", "--points", "1000"]
 ROW_FIELDS = {
     "loader", "name", "workers", "images", "step_images_per_s", "step_images_per_s_std", "epoch_images_per_s",
-    "epoch_seconds", "first_batch_s", "ratio_to_a", "main_threads", "step_seconds", "step_images",
+    "epoch_seconds", "first_batch_s", "ratio_to_a", "main_threads", "step_seconds", "step_images", "images_per_cpu_s",
 }  # fmt: skip
 
 
@@ -38,7 +39,10 @@ def test_end_to_end(tmp_path, capsys):
     assert {"a", "c", "d"} <= set(expected)
     for key in expected:
         assert f"| ({key}) {records.LOADERS[key]} | 0 |" in out and f"| ({key}) " in out
-    assert "(c)/(a) at 1 workers:" in out and "(d)/(a) at 0 workers:" in out
+    assert "(c)/(a) at 1 workers:" in out and "(d)/(a) at 0 workers:" in out and "(g)/(a) at 1 workers:" in out
+    assert "node budget: 8 GPUs x 20,000 img/s over 96 cores = 1,667 img/s per core" in out
+    assert re.search(r"\(g\) attractor cache draw \+ DeviceAugment: [\d,]+ img/s per core at [01] workers = "
+                     r"[\d.]+x the budget", out)  # fmt: skip
 
     doc = json.loads(path.read_text())
     assert doc["device"] == ("cuda" if torch.cuda.is_available() else "cpu")
@@ -48,6 +52,7 @@ def test_end_to_end(tmp_path, capsys):
     for row in doc["rows"]:
         assert set(row) == ROW_FIELDS and row["images"] == 16 and sum(row["step_images"]) == 8
         assert row["epoch_images_per_s"] > 0 and row["step_images_per_s"] > 0 and row["first_batch_s"] > 0
+        assert row["images_per_cpu_s"] > 0
         assert (row["ratio_to_a"] is None) == (row["loader"] == "a")
     skipped = {s["loader"]: s["reason"] for s in doc["skipped"]}
     assert set(skipped) == missing and all(reason.startswith("skipped:") for reason in skipped.values())

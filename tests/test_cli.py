@@ -73,7 +73,7 @@ def test_unknown_verb_and_missing_verb(capsys):
     assert "invalid choice: 'frobnicate'" in capsys.readouterr().err
     assert cli.main([]) == 2
     assert cli.main(["bench"]) == 2
-    assert "{render,loaders}" in capsys.readouterr().err
+    assert "{render,cache,gpu,loaders}" in capsys.readouterr().err
 
 
 def test_bad_input_found_while_running_is_one_line(tmp_path, capsys):

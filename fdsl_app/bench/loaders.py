@@ -61,7 +61,8 @@ def measure(settings: LoaderBenchSettings, data: Any, on_row: Callable[[LoaderRo
     """
     skipped = {s.loader for s in skipped_loaders(settings.loaders)}
     runnable = [k for k in settings.loaders if k not in skipped]
-    spec = bp.PipelineSpec(settings.size, settings.batch_size, settings.seed, device=resolve_device(settings.device))
+    spec = bp.PipelineSpec(settings.size, settings.batch_size, settings.seed, device=resolve_device(settings.device),
+                           photometric=settings.photometric)  # fmt: skip
     recycle_batch_memory()  # (d) sets it on first use; every loader runs under the same allocator
     for key in runnable:
         if key not in ENGINES:
@@ -117,7 +118,7 @@ def run(settings: LoaderBenchSettings, json_path: Path, chart_path: Path, say: C
     say()
     for skip in skipped:
         say(f"({skip.loader}) {skip.name}: {skip.reason}")
-    for line in report.ratio_summary(rows):
+    for line in [*report.ratio_summary(rows), *report.node_budget(settings, rows)]:
         say(line)
     title = f"{data.family.name}, {settings.samples} images at {settings.size} px, batch {settings.batch_size}"
     report.draw_chart(rows, chart_path, title=f"{title}: epoch images/s by workers")

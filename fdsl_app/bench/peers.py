@@ -96,12 +96,12 @@ def ffcv_loader(path: Path, spec: Any, workers: int) -> tuple[Iterable[Batch], C
             pipelines={"image": image, "label": [IntDecoder(), ToTensor(), Squeeze()]},
         )  # fmt: skip
     _KEEP.append(loader)
-    augment = photometric_augment(spec)
+    augment = photometric_augment(spec) if spec.photometric else None
     step_seed = iter(range(2**62))
 
     def step(batch: Batch) -> Batch:
         images, labels = to_device(batch, spec.device)
-        return augment(images, seed=next(step_seed)), labels
+        return (augment(images, seed=next(step_seed)) if augment is not None else images), labels
 
     return _FFCVEpochs(loader), step
 
@@ -149,7 +149,7 @@ def dali_loader(png_dir: Path, spec: Any, workers: int) -> tuple[Iterable[Batch]
                                         random_aspect_ratio=(3 / 4, 4 / 3))  # fmt: skip
         images = fn.flip(images, horizontal=fn.random.coin_flip(probability=aug.hflip),
                          vertical=fn.random.coin_flip(probability=aug.vflip))  # fmt: skip
-        if aug.rand_augment:
+        if aug.rand_augment and spec.photometric:
             ra = parse_rand_augment(aug.rand_augment)
             # Translations up to 45 % of the side, as timm's (every image is S x S here).
             suite = rand_augment.get_rand_augment_suite(max_translate_abs=round(0.45 * spec.size))
@@ -161,6 +161,8 @@ def dali_loader(png_dir: Path, spec: Any, workers: int) -> tuple[Iterable[Batch]
                 ops + identity * idle, images, n=ra.num_ops, m=round(ra.magnitude), seed=spec.seed,
                 num_magnitude_bins=int(LEVEL_DENOM) + 1, fill_value=round(mean[0]),
             )  # fmt: skip
+        if not spec.photometric:  # the crop and flips only: uint8, channels first
+            return fn.transpose(images, perm=[2, 0, 1]), labels.gpu() if gpu else labels
         images = fn.crop_mirror_normalize(images, dtype=types.FLOAT, output_layout="CHW", mean=mean, std=std)
         return images, labels.gpu() if gpu else labels
 
@@ -177,7 +179,7 @@ def dali_loader(png_dir: Path, spec: Any, workers: int) -> tuple[Iterable[Batch]
     def step(batch: Batch) -> Batch:
         (out,) = batch
         images, labels = out["images"], out["labels"].flatten().long()
-        return random_erase(images, aug.re_prob, generator), labels
+        return (random_erase(images, aug.re_prob, generator) if spec.photometric else images), labels
 
     return iterator, step
 

@@ -33,6 +33,7 @@ from typing import Any
 import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, default_collate
+from torchvision import transforms as T
 from torchvision.datasets import ImageFolder
 
 from fdsl_app import render
@@ -68,6 +69,7 @@ class BenchData:
     seed: int
     export_seconds: float
     written: int
+    cache_seconds: float = 0.0  # building (or mapping) the attractor cache of mode cached, in this run
 
     @property
     def params_path(self) -> Path:
@@ -119,6 +121,9 @@ def prepare_data(
     start = time.perf_counter()
     root.mkdir(parents=True, exist_ok=True)
     params = _params(family, root / "params.npz", seed)
+    cache_start = time.perf_counter()
+    family.prepare(params, cache_dir=root / "cache")  # the export's images and loader (g) draw from it
+    cache_seconds = time.perf_counter() - cache_start
     written = export_dataset(family, params, root / "png", fmt="png", seed=seed, progress=False).written
     if "b" in formats:
         result = export_dataset(
@@ -128,7 +133,7 @@ def prepare_data(
     betons = [key for key in formats if key in peers.FFCV_MODES]
     if betons:
         written += peers.write_betons(root / "png", root, betons, workers=render.cpu_count())
-    return BenchData(family, params, root, seed, time.perf_counter() - start, written)
+    return BenchData(family, params, root, seed, time.perf_counter() - start - cache_seconds, written, cache_seconds)
 
 
 def _params(family: Family, path: Path, seed: int) -> ClassParams:
@@ -191,6 +196,7 @@ class PipelineSpec:
     seed: int = 0
     augment: AugmentCfg = dataclasses.field(default_factory=AugmentCfg)
     device: str = "cpu"
+    photometric: bool = True  # DeiT's RandAugment, normalisation and erasing; False: the crop and flips only
 
     @property
     def pin_memory(self) -> bool:
@@ -198,9 +204,17 @@ class PipelineSpec:
 
 
 def deit_transform(spec: PipelineSpec) -> Callable:
-    """timm's DeiT training transform, as real data gets it (:func:`~fdsl_app.data.augment.real_transforms`, which
-    also gives its Posterize ops the 0-bit case that current Pillow refuses)."""
-    return real_transforms(spec.augment, spec.size, train=True)
+    """The per-sample PIL transform of the file-based loaders: timm's DeiT training transform, as real data gets it
+    (:func:`~fdsl_app.data.augment.real_transforms`, which also gives its Posterize ops the 0-bit case that current
+    Pillow refuses); without photometric augmentation, torchvision's random resized crop (bilinear) and flips to
+    a uint8 tensor."""
+    if spec.photometric:
+        return real_transforms(spec.augment, spec.size, train=True)
+    a = spec.augment
+    return T.Compose([
+        T.RandomResizedCrop(spec.size, scale=tuple(a.scale), interpolation=T.InterpolationMode.BILINEAR),
+        T.RandomHorizontalFlip(a.hflip), T.RandomVerticalFlip(a.vflip), T.PILToTensor(),
+    ])  # fmt: skip
 
 
 def build_loader(
@@ -209,8 +223,8 @@ def build_loader(
     """Loader `kind` (a key of ``records.LOADERS``) with `workers` processes (threads for FFCV and DALI), and
     the per-batch step after it: the copy to ``spec.device`` (None on the CPU), then the batched augmentation of (d)
     and the peers (:mod:`fdsl_app.bench.peers`)."""
-    if kind == "d":
-        return _datamodule_loader(data, spec, workers)
+    if kind in ("d", "g"):
+        return _datamodule_loader(data, spec, workers, mode="fast" if kind == "d" else "cached")
     if kind in peers.FFCV_MODES:
         return peers.ffcv_loader(peers.beton_path(data.root, kind), spec, workers)
     if kind == "f":
@@ -264,19 +278,21 @@ def _open_shards(sources: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
             yield {"url": source["url"], "stream": stream}
 
 
-def _datamodule_loader(data: BenchData, spec: PipelineSpec, workers: int) -> tuple[DataLoader, Callable]:
-    # The fastest path of the same family: fast-mode chains, crops and flips applied to the points at the training
-    # size (formula space), photometric augmentation batched on the device; the DataModule picks it for fast mode.
-    render_settings = {k: v for k, v in data.family.describe().items() if k in RENDER_SETTINGS} | {"mode": "fast"}
+def _datamodule_loader(data: BenchData, spec: PipelineSpec, workers: int, mode: str) -> tuple[DataLoader, Callable]:
+    """(d) and (g): the training path, the FamilyDataModule's loader in `mode` (fast: crops and flips applied to the
+    points of per-sample chains; cached: drawn from the attractor cache, in C++ in the loader), then the transfer and
+    the batched photometric augmentation that Lightning's hook applies."""
+    render_settings = {k: v for k, v in data.family.describe().items() if k in RENDER_SETTINGS} | {"mode": mode}
     module = FamilyDataModule(
         data.family.name, render_settings, augment=spec.augment, image_size=spec.size,
         params_path=str(data.params_path), seed=data.seed, batch_size=spec.batch_size, num_workers=workers,
-        drop_last=False, val_classes=1, pin_memory=spec.pin_memory,
+        drop_last=False, val_classes=1, pin_memory=spec.pin_memory, draw="cpu", cache_dir=str(data.root / "cache"),
     )  # fmt: skip
     module.setup("fit")
 
     def augment(batch: Batch) -> Batch:  # what Lightning does: transfer, then on_after_batch_transfer
-        return module.augment_batch(to_device(batch, spec.device), train=True)
+        batch = to_device(batch, spec.device)
+        return module.augment_batch(batch, train=True) if spec.photometric else batch
 
     return module.train_dataloader(), augment
 

@@ -19,6 +19,7 @@ LOADERS: dict[str, str] = {
     "e": "FFCV .beton raw",
     "ej": "FFCV .beton JPEG",
     "f": "NVIDIA DALI",
+    "g": "attractor cache draw + DeviceAugment",
 }
 ENGINES = ("e", "ej", "f")  # loaders with threads and compiled pipelines of their own (peers.py)
 _PEERS = "pip install 'fdsl_app[bench]'"
@@ -50,6 +51,15 @@ class LoaderBenchSettings:
     shard_size: int | None = None  # None: auto_shard_size(samples)
     main_threads: int | None = None  # None: see main_threads()
     device: str = "auto"  # auto: cuda when available, else cpu
+    photometric: bool = True  # DeiT's RandAugment, normalisation and erasing after the crop and flips (else uint8)
+    node_gpus: int = 8  # the node whose budget the per-core figures are held against
+    gpu_images_per_s: float = 20_000.0
+    node_cores: int = 96
+
+    @property
+    def core_budget(self) -> float:
+        """Images per second each core of the node must deliver to keep its GPUs fed."""
+        return self.node_gpus * self.gpu_images_per_s / self.node_cores
 
 
 @dataclass(frozen=True)
@@ -69,6 +79,7 @@ class LoaderRow:
     main_threads: int
     step_seconds: list[float]
     step_images: list[int]
+    images_per_cpu_s: float  # images per CPU second of this process and its workers: the rate of one core
 
 
 @dataclass(frozen=True)
@@ -116,8 +127,10 @@ def make_row(key: str, workers: int, timings: Sequence[Any], base: LoaderRow | N
     epoch_s = statistics.median(t.epoch_s for t in timings)
     epoch_rate = statistics.median(t.images / t.epoch_s for t in timings)
     ratio = epoch_rate / base.epoch_images_per_s if base is not None and base.epoch_images_per_s > 0 else None
+    per_core = statistics.median(t.images / max(t.cpu_s, 1e-9) for t in timings)
     return LoaderRow(key, LOADERS[key], workers, timings[0].images, step_rate, step_std, epoch_rate, epoch_s,
-                     statistics.median(t.first_batch_s for t in timings), ratio, threads, seconds, images)  # fmt: skip
+                     statistics.median(t.first_batch_s for t in timings), ratio, threads, seconds, images,
+                     per_core)  # fmt: skip
 
 
 def family_settings(settings: LoaderBenchSettings) -> dict[str, Any]:
@@ -131,14 +144,14 @@ def family_settings(settings: LoaderBenchSettings) -> dict[str, Any]:
 def main_threads(settings: LoaderBenchSettings, workers: int, loader: str) -> int:
     """Torch threads of the main process for `loader` at `workers` workers: ``--main-threads`` if given; else 1 for
     the per-sample loaders (a)-(c) (their tensor ops are per image, as in a worker, where torch runs 1 thread) and
-    the cores the workers leave (at least 1) for the batched augmentation of (d) and the FFCV loaders. Torch's
+    the cores the workers leave (at least 1) for the batched augmentation of (d), (g) and the FFCV loaders. Torch's
     all-core default next to busy workers oversubscribes the cores, and its thread pool then slows small tensor ops
     several-fold."""
     from fdsl_app import render
 
     if settings.main_threads is not None:
         return settings.main_threads
-    return max(1, render.cpu_count() - workers) if loader in ("d", "e", "ej") else 1
+    return max(1, render.cpu_count() - workers) if loader in ("d", "e", "ej", "g") else 1
 
 
 def resolve_device(device: str) -> str:

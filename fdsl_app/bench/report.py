@@ -54,10 +54,8 @@ def header(machine: dict[str, Any], settings: LoaderBenchSettings, data: Any) ->
         f"{settings.samples} samples per epoch rendered/stored at {render_size} px, trained at {settings.size} px, "
         f"batch {settings.batch_size}, workers {','.join(map(str, settings.workers))}, {settings.repeats} epoch(s) "
         "per row. Same images in every loader (sample i of epoch 0: same keys in the export and the renderer).",
-        "Augmentation (all loaders): DeiT defaults - random resized crop (0.08-1, 3/4-4/3), h-flip 0.5, RandAugment "
-        "rand-m9-mstd0.5-inc1, normalise, random erasing 0.25; (a)-(c) timm's per-sample PIL transform (bicubic "
-        "crop), (d) fdsl_app's batched torch version of it (DeviceAugment per batch, data/augment.py). Mixup/CutMix "
-        "are batch-level and cost the same after any loader: left out.",
+        f"Attractor cache (mode cached: the export and (g)): {_cache_line(data)}.",
+        _augmentation(settings),
         "- (a) torchvision ImageFolder over PNG class folders: open + PIL decode to RGB + transform per sample in "
         "the workers; default_collate.",
         f"- (b) WebDataset over {shards} tar shards of PNG (split over workers; shard shuffle, {WDS_SHUFFLE}-sample "
@@ -66,6 +64,9 @@ def header(machine: dict[str, Any], settings: LoaderBenchSettings, data: Any) ->
         "sample.",
         "- (d) fdsl_app training path: FamilyDataModule loader (batched uint8 renders in shared memory, zero-copy "
         f"collate) + DeviceAugment per batch in the main process on the device ({device}; timed in the step).",
+        "- (g) fdsl_app training path in mode cached: each system's reference chain run once into the attractor "
+        "cache (built before timing), each sample's patch masks, crop, flips and bilinear resize drawn from it in "
+        "C++ in the loader; then as (d).",
         "- (e) / (ej) FFCV over .beton files of the same PNGs (raw pixels / JPEG q90): its decoder crops (same box "
         "rule) and h-flips; RandAugment, normalise and erasing batched as (d) (FFCV has no RandAugment).",
         "- (f) NVIDIA DALI over the PNG folders: its decoder, random_resized_crop, flip, its own RandAugment (timm's "
@@ -85,9 +86,28 @@ def header(machine: dict[str, Any], settings: LoaderBenchSettings, data: Any) ->
 
 
 TABLE_HEAD = (
-    "| loader | workers | step img/s (mean +- std) | epoch img/s | first batch s | vs (a) |\n"
-    "|---|---:|---:|---:|---:|---:|"
+    "| loader | workers | step img/s (mean +- std) | epoch img/s | first batch s | vs (a) | img/s per core |\n"
+    "|---|---:|---:|---:|---:|---:|---:|"
 )
+
+
+def _cache_line(data: Any) -> str:
+    if getattr(data.family.settings, "mode", None) != "cached":
+        return "not used (the family's mode is not cached)"
+    words = data.family.cache_words()
+    return (f"{len(words):,} systems at {words.shape[1]} px, {words.nbytes / 2**20:,.1f} MiB, "
+            f"{data.cache_seconds:.1f} s to build or map in this run")
+
+
+def _augmentation(settings: LoaderBenchSettings) -> str:
+    if not settings.photometric:
+        return ("Augmentation (all loaders): the geometric part only - random resized crop (0.08-1, 3/4-4/3, "
+                "bilinear), h-flip 0.5 - to uint8 images: equal work for every loader ((a)-(c) torchvision's "
+                "per-sample PIL transform; (d), (g) in the renderer). No RandAugment, normalisation or erasing.")
+    return ("Augmentation (all loaders): DeiT defaults - random resized crop (0.08-1, 3/4-4/3), h-flip 0.5, "
+            "RandAugment rand-m9-mstd0.5-inc1, normalise, random erasing 0.25; (a)-(c) timm's per-sample PIL "
+            "transform (bicubic crop), (d), (g) fdsl_app's batched torch version of it (DeviceAugment per batch, "
+            "data/augment.py). Mixup/CutMix are batch-level and cost the same after any loader: left out.")
 
 
 def table_row(row: LoaderRow) -> str:
@@ -95,7 +115,25 @@ def table_row(row: LoaderRow) -> str:
     ratio = "-" if row.ratio_to_a is None else f"{row.ratio_to_a:.2f}x"
     return (f"| ({row.loader}) {row.name} | {row.workers} | {row.step_images_per_s:,.0f} +- "
             f"{row.step_images_per_s_std:,.0f} | {row.epoch_images_per_s:,.0f} | {row.first_batch_s:.2f} | "
-            f"{ratio} |")  # fmt: skip
+            f"{ratio} | {row.images_per_cpu_s:,.0f} |")  # fmt: skip
+
+
+def node_budget(settings: LoaderBenchSettings, rows: Sequence[LoaderRow]) -> list[str]:
+    """Each loader's images per core against what one core of the configured node must deliver (best worker
+    count of each loader), so that a reader sees at once which loaders would starve its GPUs."""
+    need = settings.core_budget
+    lines = [f"node budget: {settings.node_gpus} GPUs x {settings.gpu_images_per_s:,.0f} img/s over "
+             f"{settings.node_cores} cores = {need:,.0f} img/s per core (images per CPU second of the loader and "
+             "its workers)"]  # fmt: skip
+    best: dict[str, LoaderRow] = {}
+    for row in rows:
+        if row.loader not in best or row.images_per_cpu_s > best[row.loader].images_per_cpu_s:
+            best[row.loader] = row
+    for row in best.values():
+        verdict = "keeps up" if row.images_per_cpu_s >= need else "starves the GPUs"
+        lines.append(f"  ({row.loader}) {row.name}: {row.images_per_cpu_s:,.0f} img/s per core at {row.workers} "
+                     f"workers = {row.images_per_cpu_s / need:.2f}x the budget ({verdict})")  # fmt: skip
+    return lines
 
 
 def ratio_summary(rows: Sequence[LoaderRow]) -> list[str]:
@@ -131,6 +169,8 @@ def json_doc(settings: LoaderBenchSettings, machine: dict[str, Any], data: Any, 
             "step": "images / seconds over the steps after the first (pooled over repeats)",
             "epoch": "median over repeats of images / (iterator creation to last batch)",
             "ratio_to_a": "epoch img/s over (a)'s at the same workers",
+            "images_per_cpu_s": "images / CPU seconds of the process (all threads) and its finished loader workers",
+            "core_budget": settings.core_budget,
             "excluded": "mixup/cutmix (batch-level, identical for all loaders)",
         },
         "rows": [asdict(r) for r in rows],

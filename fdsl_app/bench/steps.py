@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ class Timing:
         epoch_s: seconds from creating the iterator to the last batch.
         step_seconds, step_images: time and images of each step after the first.
         images: images of the whole epoch.
+        cpu_s: CPU seconds the epoch took in this process (all its threads) and its loader workers.
     """
 
     first_batch_s: float
@@ -29,6 +31,7 @@ class Timing:
     step_seconds: list[float]
     step_images: list[int]
     images: int
+    cpu_s: float
 
 
 def to_device(batch: Batch, device: str) -> Batch:
@@ -41,6 +44,7 @@ def time_epoch(loader: Iterable[Batch], step: Callable[[Batch], Batch] | None = 
     """Iterate one epoch of `loader` (applying `step` to each batch) and record when each batch was ready (on a
     CUDA `device`: once the device has finished the step's work)."""
     sync = torch.cuda.synchronize if device.startswith("cuda") else None
+    cpu = _cpu_seconds()
     start = time.perf_counter()
     arrivals: list[float] = []
     counts: list[int] = []
@@ -54,4 +58,12 @@ def time_epoch(loader: Iterable[Batch], step: Callable[[Batch], Batch] | None = 
     if not arrivals:
         raise ValueError("the loader yielded no batches")
     steps = np.diff(np.asarray(arrivals)).tolist()
-    return Timing(arrivals[0] - start, arrivals[-1] - start, steps, counts[1:], sum(counts))
+    cpu = _cpu_seconds() - cpu
+    return Timing(arrivals[0] - start, arrivals[-1] - start, steps, counts[1:], sum(counts), cpu)
+
+
+def _cpu_seconds() -> float:
+    """CPU time of this process (every thread) and of its finished children: the loader workers of an epoch,
+    which the DataLoader joins when the epoch ends."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system

@@ -41,6 +41,10 @@ class Command(NamedTuple):
 BENCH_COMMANDS: dict[str, Command] = {
     "render": Command(bench.run_render, "IFS render throughput per mode, raster, size and point count",
                       bench.configure_render),  # fmt: skip
+    "cache": Command(bench.run_cache, "what an attractor cache (mode cached) costs to build and to hold for a family",
+                     bench.configure_cache),  # fmt: skip
+    "gpu": Command(bench.run_gpu, "what only a GPU shows: device draws, chaos game, DeviceAugment, training fed by the "
+                   "default path against a fixed batch, DDP resume (--dry-run: tiny, any device)", bench.configure_gpu),
     "loaders": Command(bench.run_loaders, "data loading: PNG ImageFolder, WebDataset, FFCV, DALI and rendering on the "
                        "fly, on the same images with the DeiT augmentation", bench.configure_loaders),  # fmt: skip
 }
@@ -57,7 +61,8 @@ COMMANDS: dict[str, Command] = {
                       "renderer and raster variant", families.configure_render),  # fmt: skip
     "export": Command(families.run_export, "write a family's dataset to disk: PNG in class folders, or WebDataset "
                       "shards", families.configure_export),  # fmt: skip
-    "bench": Command(None, "benchmarks: render (the renderer), loaders (data pipelines)", subcommands=BENCH_COMMANDS),
+    "bench": Command(None, "benchmarks: render (the renderer), cache (attractor caches), loaders (data pipelines)",
+                     subcommands=BENCH_COMMANDS),  # fmt: skip
 }
 
 

@@ -10,7 +10,16 @@ from fdsl_app import render
 from fdsl_app.bench import render as bench_render
 from fdsl_app.bench.records import LOADERS, LoaderBenchSettings, resolve_device
 from fdsl_app.bench.render import RenderSettings
-from fdsl_app.cli.args import UsageError, add_threads, choice_list, int_arg, int_list_arg, say, setting_arg
+from fdsl_app.cli.args import (
+    UsageError,
+    add_family_arguments,
+    add_threads,
+    choice_list,
+    int_arg,
+    int_list_arg,
+    say,
+    setting_arg,
+)
 from fdsl_app.cli.families import POINTS, SIZE
 
 # --- bench render -------------------------------------------------------------------------------------------------
@@ -39,6 +48,39 @@ def run_render(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- bench gpu ----------------------------------------------------------------------------------------------------
+
+
+def configure_gpu(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="cuda", help="torch device to measure (default cuda)")
+    parser.add_argument("--dry-run", action="store_true", help="every step at tiny sizes (any device, the CPU too)")
+
+
+def run_gpu(args: argparse.Namespace) -> int:
+    import torch
+
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError("bench gpu: torch sees no CUDA GPU here; run it on a GPU node, or --dry-run --device cpu")
+    from fdsl_app.bench import gpu
+
+    gpu.run(args.device, args.dry_run, say)
+    return 0
+
+
+# --- bench cache --------------------------------------------------------------------------------------------------
+
+
+def configure_cache(parser: argparse.ArgumentParser) -> None:
+    add_family_arguments(parser)
+
+
+def run_cache(args: argparse.Namespace) -> int:
+    from fdsl_app.bench import cache
+
+    cache.run(args.family, dict(args.settings), args.params, args.seed, say)
+    return 0
+
+
 # --- bench loaders ------------------------------------------------------------------------------------------------
 
 
@@ -59,7 +101,7 @@ def configure_loaders(parser: argparse.ArgumentParser) -> None:
     add = parser.add_argument
     add("--loaders", type=_loader_list, default=list(d.loaders), metavar="a,b,...",
         help="(a) PNG ImageFolder, (b) WebDataset, (c) render + timm, (d) render + DeviceAugment, (e) FFCV raw, "
-             "(ej) FFCV JPEG, (f) DALI (default: all)")  # fmt: skip
+             "(ej) FFCV JPEG, (f) DALI, (g) attractor cache draw (default: all)")  # fmt: skip
     add("--workers", type=_workers, default=list(d.workers), metavar="N,...",
         help="DataLoader worker counts (default 0,1,2)")  # fmt: skip
     add("--samples", type=int_arg(2), default=d.samples, help=f"images per epoch (default {d.samples})")
@@ -77,6 +119,14 @@ def configure_loaders(parser: argparse.ArgumentParser) -> None:
     add("--shard-size", type=int_arg(1), default=None, help="samples per WebDataset shard (default: about 32 shards)")
     add("--main-threads", type=int_arg(1, 1024), default=None, metavar="N",
         help="main-process torch threads (default: 1 for (a)-(c), the cores the workers leave for (d))")  # fmt: skip
+    add("--augment", choices=("deit", "geometric"), default="deit",
+        help="deit: the whole DeiT transform (default); geometric: random resized crop and flips to uint8 only")
+    add("--node-gpus", type=int_arg(1, 4096), default=d.node_gpus, metavar="N",
+        help=f"GPUs of the node the per-core figures are held against (default {d.node_gpus})")  # fmt: skip
+    add("--gpu-images-per-s", type=int_arg(1), default=int(d.gpu_images_per_s), metavar="N",
+        help=f"images/s one GPU trains (default {d.gpu_images_per_s:,.0f}: DeiT-Tiny on an H200)")  # fmt: skip
+    add("--node-cores", type=int_arg(1, 100_000), default=d.node_cores, metavar="N",
+        help=f"CPU cores of that node (default {d.node_cores})")  # fmt: skip
     add("--device", choices=("auto", "cpu", "cuda"), default=d.device,
         help="where batches go and (d) augments: auto = cuda when available, else cpu (default auto)")  # fmt: skip
     add("--json", type=Path, default=Path("bench_loaders.json"), metavar="FILE",
@@ -101,7 +151,8 @@ def _loader_settings(args: argparse.Namespace) -> LoaderBenchSettings:
         render_size=args.render_size, batch_size=args.batch_size, family=args.family, points=args.points,
         family_settings=dict(args.family_settings), seed=args.seed, repeats=args.repeats,
         data=None if args.data is None else str(args.data), shard_size=args.shard_size,
-        main_threads=args.main_threads, device=args.device,
+        main_threads=args.main_threads, device=args.device, photometric=args.augment == "deit",
+        node_gpus=args.node_gpus, gpu_images_per_s=float(args.gpu_images_per_s), node_cores=args.node_cores,
     )  # fmt: skip
 
 

@@ -86,6 +86,7 @@ def export_dataset(
         params,
         {"format": fmt, "seed": seed, "epoch": epoch} | ({"shard_size": shard_size} if fmt == "webdataset" else {}),
     )
+    family.prepare(params, progress=progress)  # mode cached: one attractor cache, mapped by every worker
     job = _Job(family, params, out_dir, fmt, seed, epoch)
     size = PNG_CHUNK if fmt == "png" else shard_size
     chunks = [(start, min(start + size, count)) for start in range(0, count, size)]

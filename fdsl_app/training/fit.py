@@ -168,7 +168,8 @@ class _Callbacks:
         if cfg.log.sample_grid:
             wandb = logger if cfg.log.backend == "wandb" else None
             others.append(SampleGrid(run_dir / "samples.png", cfg.data.augment.mean, cfg.data.augment.std, wandb))
-        return cls(Preemption(cfg.trainer.max_time), last, best, Throughput(), others)
+        throughput = Throughput(window=cfg.trainer.log_every_n_steps)  # a figure per logged step
+        return cls(Preemption(cfg.trainer.max_time), last, best, throughput, others)
 
     @property
     def all(self) -> list[L.Callback]:
