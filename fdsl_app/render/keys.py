@@ -36,12 +36,16 @@ def sample_keys(seed: int, epoch: int, indices: np.ndarray) -> np.ndarray:
     return splitmix64(base ^ splitmix64(indices.astype(np.uint64)))
 
 
-def derive(keys: np.ndarray, stream: int) -> np.ndarray:
-    """Independent sub-keys of each key for the `stream`-th kind of random choice (patch masks, geometry, ...)."""
-    return splitmix64(np.asarray(keys, np.uint64) ^ splitmix64(np.uint64(stream + 1)))
+def derive(keys: np.ndarray, stream: int | np.ndarray) -> np.ndarray:
+    """Independent sub-keys of each key for the `stream`-th kind of random choice (patch masks, geometry, ...);
+    keys and streams broadcast."""
+    with np.errstate(over="ignore"):
+        return splitmix64(np.asarray(keys, np.uint64) ^ splitmix64(np.asarray(stream, np.uint64) + np.uint64(1)))
 
 
 def uniforms(keys: np.ndarray, streams: Iterable[int]) -> np.ndarray:
     """Uniform doubles in [0, 1), one per key and sub-key stream: ``(B, len(streams))``, 53 bits each."""
-    columns = [derive(keys, stream) for stream in streams]
-    return (np.stack(columns, axis=1) >> np.uint64(11)).astype(np.float64) * 2.0**-53
+    streams = np.fromiter(streams, np.uint64)
+    # derive() for every (key, stream) pair at once: one pass over a (B, streams) array, not one per stream.
+    columns = derive(np.asarray(keys, np.uint64)[:, None], streams[None, :])
+    return (columns >> np.uint64(11)).astype(np.float64) * 2.0**-53
