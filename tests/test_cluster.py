@@ -53,7 +53,12 @@ APP = [str(SCRIPT)] if SCRIPT.is_file() else [sys.executable, "-m", "fdsl_app"]
 def job_env(**extra: str) -> dict[str, str]:
     """Environment of a job: the fdsl_app command of the package these tests import."""
     env = dict(os.environ)
-    for key in [k for k in env if k.startswith(("SLURM_", "OMPI_", "PMIX_", "PBS_"))] + ["MASTER_ADDR", "MASTER_PORT"]:
+    # No launcher's variables from this process (an in-process DDP fit leaves LOCAL_RANK, with which Lightning
+    # would not start the second rank and rank 0 would wait for it until gloo's 30 min timeout).
+    launchers = ("SLURM_", "OMPI_", "PMIX_", "PBS_", "TORCHELASTIC_", "PL_")
+    world = ["MASTER_ADDR", "MASTER_PORT", "LOCAL_RANK", "NODE_RANK", "RANK", "GROUP_RANK", "WORLD_SIZE",
+             "LOCAL_WORLD_SIZE"]  # fmt: skip
+    for key in [k for k in env if k.startswith(launchers)] + world:
         env.pop(key, None)
     env |= {
         "FDSL_APP": " ".join(APP),

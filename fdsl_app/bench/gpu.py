@@ -14,11 +14,13 @@ logic is tested where no GPU is.
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import os
 import tempfile
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -173,12 +175,24 @@ def _losses(run_dir: Path) -> list[float]:
         return [float(r["train/loss_step"]) for r in csv.DictReader(f) if r.get("train/loss_step")]
 
 
+@contextlib.contextmanager
+def _environ_restored() -> Iterator[None]:
+    """Lightning's DDP writes its world into os.environ (LOCAL_RANK, NODE_RANK, MASTER_PORT, ...); left there, a
+    later fit in this process, or any process it starts, would take itself for an already launched rank."""
+    saved = dict(os.environ)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
 def ddp_resume(device: torch.device, s: Sizes, root: Path) -> tuple[bool, int]:
     """A one-process DDP run (NCCL on a GPU, gloo on the CPU) stopped with a checkpoint half-way and resumed,
     against an uninterrupted one: whether the losses agree step for step, and the steps compared."""
     steps = max(4, s.train_steps // 2 * 2)
     ddp = ["trainer.strategy=ddp", f"trainer.max_steps={steps}"]
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _environ_restored():
         warnings.simplefilter("ignore")
         straight = fit(_config(root, s, device, "ddp-straight", *ddp))
         fit(_config(root, s, device, "ddp-split", *ddp, f"trainer.stop_at_step={steps // 2}"))
