@@ -3,12 +3,16 @@ Lightning: an upgrade that moves one fails here, by name."""
 
 from __future__ import annotations
 
+import time
+
 import lightning as L
 import pytest
 import torch
 from torch.utils.data import DataLoader, Sampler, TensorDataset
 
+from fdsl_app.training.callbacks import Throughput
 from fdsl_app.training.lightning_internals import (
+    LoaderFetchTimer,
     clear_received_sigterm,
     processed_batches,
     restart_train_iterator,
@@ -89,3 +93,52 @@ def test_clear_received_sigterm_forgets_lightnings_record():
     assert trainer.received_sigterm
     clear_received_sigterm(trainer)
     assert not trainer.received_sigterm
+
+
+class Slow(TensorDataset):
+    """A dataset that takes `seconds` per sample: a loader the training loop waits for."""
+
+    def __init__(self, n: int, seconds: float) -> None:
+        super().__init__(torch.arange(n), torch.randn(n, 2))
+        self.seconds = seconds
+
+    def __getitem__(self, index):
+        time.sleep(self.seconds)
+        return super().__getitem__(index)
+
+
+class SlowAfterStep(L.Callback):
+    """Lightning's own work between steps (callbacks, logging), stood in for by a sleep after each step."""
+
+    def __init__(self, seconds: float = 0.03) -> None:
+        self.seconds = seconds
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        time.sleep(self.seconds)
+
+
+def test_loader_fetch_timer_times_the_training_loaders_next_only():
+    timer = LoaderFetchTimer()
+    trainer = _trainer(max_steps=6, profiler=timer, callbacks=[SlowAfterStep(0.1)])
+    trainer.fit(Tiny(), DataLoader(Slow(6, 0.02), batch_size=1))
+    # 6 fetches of 20 ms; the 6 x 100 ms after the steps are not fetches.
+    assert 0.12 <= timer.seconds < 0.12 + 0.25
+
+
+def test_throughput_counts_the_loader_wait_not_the_work_between_steps():
+    def data_wait(dataset, *callbacks) -> dict[str, float]:
+        throughput = Throughput(window=2)
+        trainer = _trainer(max_steps=8, profiler=throughput.fetch_timer, callbacks=[throughput, *callbacks])
+        trainer.fit(Tiny(), DataLoader(dataset, batch_size=1))
+        return throughput.summary()
+
+    waiting = data_wait(Slow(8, 0.03))  # 30 ms per batch from the loader, about 1 ms of step
+    assert waiting["perf/data_wait"] > 0.7
+    busy = data_wait(Slow(8, 0.0), SlowAfterStep())  # 30 ms of work between steps, an instant loader
+    assert busy["perf/data_wait"] < 0.2
+    assert busy["perf/images_per_sec"] < 40  # the 30 ms still count in the step time: at most 1 / 0.03 = 33 img/s
+
+
+def test_throughput_refuses_a_trainer_without_its_timer():
+    with pytest.raises(ValueError, match="profiler=throughput.fetch_timer"):
+        _trainer(max_steps=1, callbacks=[Throughput()]).fit(Tiny(), _loader())

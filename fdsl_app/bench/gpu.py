@@ -160,7 +160,8 @@ def train_rates(device: torch.device, s: Sizes, root: Path) -> tuple[float, floa
         warnings.simplefilter("ignore")
         fed = fit(cfg)
         throughput = Throughput(window=max(1, s.train_steps // 6))
-        trainer = make_trainer(_config(root, s, device, "fixed-batch"), root / "fixed", [throughput], False)
+        trainer = make_trainer(_config(root, s, device, "fixed-batch"), root / "fixed", [throughput], False,
+                               profiler=throughput.fetch_timer)  # fmt: skip
         datamodule, module = build(cfg, trainer)
         images = torch.randn(s.batch, 3, s.size, s.size, device=device)
         labels = torch.randint(0, s.systems, (s.batch,), device=device)

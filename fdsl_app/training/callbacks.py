@@ -23,48 +23,60 @@ import torch
 
 from fdsl_app.data.synthetic import EpochSampler
 from fdsl_app.files import atomic_path
-from fdsl_app.training.lightning_internals import processed_batches, restart_train_iterator
+from fdsl_app.training.lightning_internals import LoaderFetchTimer, processed_batches, restart_train_iterator
 
 
 class Throughput(L.Callback):
-    """Logs ``perf/images_per_sec`` and ``perf/data_wait`` (share of wall time waiting for the next batch)."""
+    """Logs ``perf/images_per_sec`` and ``perf/data_wait``: the share of wall time the training loop spent blocked
+    in the loader's ``next()`` (timed by :attr:`fetch_timer`, which must be the Trainer's profiler). Lightning's own
+    work between steps (other callbacks, logging, the batch transfer and its hooks) is step time, not data wait; so
+    is the epoch boundary (validation, loader start-up)."""
 
     def __init__(self, window: int = 20) -> None:
         self.window = window
+        self.fetch_timer = LoaderFetchTimer()
         self._last_end: float | None = None
-        self._wait = self._busy = 0.0
+        self._fetched_at_end = 0.0
+        self._wait = self._elapsed = 0.0
         self._images = 0
         self._steps = 0
         self.history: list[dict[str, float]] = []
 
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.profiler is not self.fetch_timer:
+            raise ValueError("Throughput times the loader through the Trainer's profiler: build the Trainer with "
+                             "profiler=throughput.fetch_timer")  # fmt: skip
+
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._last_end = None  # the epoch boundary (validation, loader start-up) is not counted as data wait
+        self._last_end = None  # the epoch boundary is not counted
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, idx: int) -> None:
         now = time.perf_counter()
         if self._last_end is not None:
-            self._wait += now - self._last_end
+            self._elapsed += now - self._last_end
+            self._wait += self.fetch_timer.seconds - self._fetched_at_end
         self._start = now
 
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
         now = time.perf_counter()
-        self._busy += now - self._start
+        self._elapsed += now - self._start
         self._last_end = now
+        self._fetched_at_end = self.fetch_timer.seconds
         self._images += len(batch[0]) * trainer.world_size
         self._steps += 1
         if self._steps % self.window == 0:
             self._log(pl_module)
 
     def _log(self, pl_module: L.LightningModule) -> None:
-        total = self._wait + self._busy
+        total = self._elapsed
         if total <= 0:
             return
         row = {"perf/images_per_sec": self._images / total, "perf/data_wait": self._wait / total}
         self.history.append(row)
         pl_module.log_dict(row, on_step=True, on_epoch=False)
-        self._wait = self._busy = 0.0
+        self._wait = self._elapsed = 0.0
         self._images = 0
 
     def summary(self) -> dict[str, float]:

@@ -97,8 +97,11 @@ def _logger(cfg: RunCfg, run_dir: Path) -> Any:
                        resume="allow", offline=cfg.log.wandb_mode == "offline", config=to_dict(cfg))  # fmt: skip
 
 
-def make_trainer(cfg: RunCfg, run_dir: Path, callbacks: list[L.Callback], logger: Any, env: Any = None) -> L.Trainer:
-    """The Trainer of `cfg`; `env`: the launcher's environment (:mod:`fdsl_app.cluster.environments`)."""
+def make_trainer(
+    cfg: RunCfg, run_dir: Path, callbacks: list[L.Callback], logger: Any, env: Any = None, profiler: Any = None
+) -> L.Trainer:
+    """The Trainer of `cfg`; `env`: the launcher's environment (:mod:`fdsl_app.cluster.environments`); `profiler`:
+    a :class:`Throughput`'s ``fetch_timer`` when it is among the callbacks."""
     t = cfg.trainer
     return L.Trainer(
         default_root_dir=run_dir, max_epochs=t.max_epochs, max_steps=t.max_steps, accelerator=t.accelerator,
@@ -107,7 +110,7 @@ def make_trainer(cfg: RunCfg, run_dir: Path, callbacks: list[L.Callback], logger
         limit_train_batches=t.limit_train_batches, limit_val_batches=t.limit_val_batches,
         check_val_every_n_epoch=t.val_every_n_epochs, gradient_clip_val=cfg.optim.clip_grad,
         enable_progress_bar=t.enable_progress_bar, callbacks=callbacks, logger=logger, enable_model_summary=False,
-        plugins=[env] if env is not None else None,
+        plugins=[env] if env is not None else None, profiler=profiler,
     )  # fmt: skip
 
 
@@ -197,7 +200,7 @@ def fit(
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     logger = _logger(cfg, run_dir)
     callbacks = _Callbacks.of(cfg, run_dir, logger)
-    trainer = make_trainer(cfg, run_dir, callbacks.all, logger, env)
+    trainer = make_trainer(cfg, run_dir, callbacks.all, logger, env, profiler=callbacks.throughput.fetch_timer)
     datamodule, module = build(cfg, trainer)
     stop_by_steps(trainer, module.max_steps)  # the schedule's length (see DataPosition)
     if before_fit is not None:
