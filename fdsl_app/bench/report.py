@@ -79,7 +79,8 @@ def header(machine: dict[str, Any], settings: LoaderBenchSettings, data: Any) ->
         "Timing: shuffled, nothing dropped, torch's default prefetch, workers started per epoch (first batch and "
         "epoch include it), no pinned memory, the consumer does nothing else. Step img/s = images / time over the "
         "steps after the first; +- the same relative spread as the per-step time per image. Epoch img/s = images / "
-        "(iterator creation to last batch). The files were just written, so they sit in the OS page cache (a cold "
+        "(iterator creation to last batch). The files were just written or read once before timing, so they sit in "
+        "the OS page cache (a cold "
         "or network file system slows (a) and (b) further). Other processes on the machine perturb the figures.",
     ]
     return "\n".join(lines)
