@@ -60,15 +60,6 @@ static inline vu mask_of(unsigned bits) {
     return m;
 }
 
-static inline vu vmix32(vu h) {
-    h ^= h >> 16;
-    h *= 0x85EBCA6Bu;
-    h ^= h >> 13;
-    h *= 0xC2B2AE35u;
-    h ^= h >> 16;
-    return h;
-}
-
 // Bit l set where lane l of the comparison result is true (all ones).
 static inline unsigned lane_bits(vi c) {
 #if FDSL_LANES == 8 && defined(__AVX__)
@@ -128,7 +119,7 @@ static constexpr WeylTable kWeyl{};
 static inline unsigned patch_group(uint32_t first, uint32_t key) {
     vu weyl;  // hash32(key, counter) = mix32(counter * golden ^ key)
     std::memcpy(&weyl, kWeyl.lanes[0], sizeof weyl);
-    return lane_bits(vmix32((splat(first * 0x9E3779B9u) + weyl) ^ key) < kPatchThreshold);
+    return lane_bits(mix32_lanes((splat(first * 0x9E3779B9u) + weyl) ^ key) < kPatchThreshold);
 }
 
 #if FDSL_LANES == 8 && defined(__AVX2__)

@@ -9,15 +9,6 @@ typedef float vf __attribute__((vector_size(4 * kLanes)));
 typedef int32_t vi __attribute__((vector_size(4 * kLanes)));
 typedef uint32_t vu __attribute__((vector_size(4 * kLanes)));
 
-static inline vu vmix32(vu h) {
-    h ^= h >> 16;
-    h *= 0x85EBCA6Bu;
-    h ^= h >> 13;
-    h *= 0xC2B2AE35u;
-    h ^= h >> 16;
-    return h;
-}
-
 static inline vf vselect(vi mask, vf a, vf b) { return (vf)(((vi)a & mask) | ((vi)b & ~mask)); }
 
 // table[j] per lane. AVX2 has a variable permute for this (vpermps); baseline x86-64 does not, and lane-wise loads
@@ -65,7 +56,7 @@ struct ChainStep {
     // One step of the chains keyed by `key` at step counter `weyl` (= step * golden ratio).
     inline void operator()(uint32_t weyl, vu key, vf& x, vf& y) const {
         constexpr float kLimit = 1e8f;
-        const vi r = (vi)(vmix32(weyl ^ key) >> 8);
+        const vi r = (vi)(mix32_lanes(weyl ^ key) >> 8);
         vi j = {};
         for (int k = 0; k < n_thresholds; ++k) j -= (r >= thresholds[k]);  // map = thresholds <= r
         vf nx = x * gather(ta, coef[0], j) + y * gather(tb, coef[1], j) + gather(te, coef[4], j);

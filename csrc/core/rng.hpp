@@ -28,6 +28,18 @@ inline uint32_t mix32(uint32_t h) {
     return h;
 }
 
+// mix32 on every lane of a GCC/Clang vector of uint32, for the SIMD kernels. Static: each kernel's translation unit
+// (baseline or -mavx2) keeps its own copy, never one the linker picked from a build for another CPU.
+template <class V>
+static inline V mix32_lanes(V h) {
+    h ^= h >> 16;
+    h *= 0x85EBCA6Bu;
+    h ^= h >> 13;
+    h *= 0xC2B2AE35u;
+    h ^= h >> 16;
+    return h;
+}
+
 // Counter-based 32-bit value number `counter` of the stream keyed by `key` (a Weyl sequence through mix32).
 inline uint32_t hash32(uint32_t key, uint32_t counter) { return mix32((counter * 0x9E3779B9u) ^ key); }
 

@@ -15,19 +15,12 @@
 #include "core/rng.hpp"
 #include "core/simd.hpp"
 #include "tests/check.hpp"
+#include "tests/systems.hpp"
 
 using namespace fdsl;
+using fdsl::test::sierpinski;
 
 namespace {
-
-IfsSystem sierpinski() {
-    IfsSystem s{};
-    s.n_maps = 3;
-    s.maps[0] = {0.5, 0, 0, 0.5, 0.0, 0.0, 1 / 3.0};
-    s.maps[1] = {0.5, 0, 0, 0.5, 0.5, 0.0, 1 / 3.0};
-    s.maps[2] = {0.5, 0, 0, 0.5, 0.25, 0.5, 1 / 3.0};
-    return s;
-}
 
 // A fern-like system: an asymmetric attractor, so that any flip or shift shows.
 IfsSystem fern() {

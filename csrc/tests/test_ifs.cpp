@@ -14,19 +14,12 @@
 #include "core/render.hpp"
 #include "core/threads.hpp"
 #include "tests/check.hpp"
+#include "tests/systems.hpp"
 
 using namespace fdsl;
+using fdsl::test::sierpinski;
 
 namespace {
-
-IfsSystem sierpinski() {
-    IfsSystem s{};
-    s.n_maps = 3;
-    s.maps[0] = {0.5, 0, 0, 0.5, 0.0, 0.0, 1 / 3.0};
-    s.maps[1] = {0.5, 0, 0, 0.5, 0.5, 0.0, 1 / 3.0};
-    s.maps[2] = {0.5, 0, 0, 0.5, 0.25, 0.5, 1 / 3.0};
-    return s;
-}
 
 void test_reference_chain() {
     const int64_t n = 10000;
