@@ -216,6 +216,17 @@ def test_getitems_returns_views_of_one_buffer() -> None:
     assert images.numpy().any()  # the renderer wrote into that buffer
 
 
+def test_a_rendered_batch_is_a_sequence_of_samples_for_any_collate() -> None:
+    from torch.utils.data import default_collate
+
+    samples = make_dataset().__getitems__([5, 2, 7])
+    images, labels = collate_samples(samples)
+    assert len(samples) == 3 and [label for _, label in samples] == labels.tolist()
+    assert [label for _, label in samples[1:]] == labels.tolist()[1:]
+    theirs = default_collate(samples)  # a collate that knows nothing of RenderedBatch copies the same samples
+    assert torch.equal(theirs[0], images) and torch.equal(theirs[1], labels)
+
+
 def test_color_and_channels_last_layouts() -> None:
     family = create_family(TEST_FAMILY, color=True)
     params = family.generate(0)

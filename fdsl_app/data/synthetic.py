@@ -188,10 +188,9 @@ class FormulaDataset(Dataset[Sample]):
             return buffer
         return buffer.unsqueeze(1) if buffer.dim() == 3 else buffer.permute(0, 3, 1, 2)
 
-    def __getitems__(self, indices: Sequence[int]) -> list[Sample]:
+    def __getitems__(self, indices: Sequence[int]) -> RenderedBatch:
         """A batch of samples whose images are views of one rendered buffer (the DataLoader's batched fetch)."""
-        images, labels = self.render_batch(indices)
-        return list(zip(images.unbind(0), labels.tolist(), strict=True))
+        return RenderedBatch(*self.render_batch(indices))
 
     def __getitem__(self, index: int) -> Sample:
         return self.__getitems__([index])[0]
@@ -223,14 +222,32 @@ def _new_buffer(shape: tuple[int, ...], dtype: torch.dtype = torch.uint8) -> tor
     return torch.empty(0, dtype=dtype).set_(storage).view(shape)
 
 
+class RenderedBatch(Sequence[Sample]):
+    """The ``(image, label)`` samples of one render call, kept as the two batch tensors: :func:`collate_samples`
+    hands them on whole (no per-sample views to make and check); any other collate sees a sequence of samples."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor) -> None:
+        self.images, self.labels = images, labels
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        return self.images[index], int(self.labels[index])
+
+
 def collate_samples(samples: Sequence[Sample]) -> tuple[torch.Tensor, torch.Tensor]:
     """Batch ``(image, label)`` samples into uint8 images ``(B, *image.shape)`` and int64 labels ``(B,)``.
 
-    Samples from one ``FormulaDataset.__getitems__`` call are consecutive views of one buffer: the batch is then
-    a view of that buffer, no copy. Anything else is stacked as ``default_collate`` does.
+    A :class:`RenderedBatch` (one ``FormulaDataset.__getitems__`` call) is its buffer, no copy; so are samples that
+    are consecutive views of one buffer. Anything else is stacked as ``default_collate`` does.
     """
     if not samples:
         raise ValueError("cannot collate an empty batch")
+    if isinstance(samples, RenderedBatch):
+        return samples.images, samples.labels
     labels = torch.tensor([label for _, label in samples], dtype=torch.int64)
     images = _batch_view([image for image, _ in samples])
     if images is None:
