@@ -128,7 +128,10 @@ def test_the_device_draw_gives_the_loaders_images():
         plans, same_labels = next(iter(getattr(on_device, loader)()))
         batch = len(labels)  # 8 training samples, the 4 classes' validation renders
         assert plans.shape == (batch, 7) and plans.dtype == torch.int64 and torch.equal(labels, same_labels)
-        drawn = on_device.draw_on_device(plans)
+        # The plans stay on the host through the transfer; only the labels move.
+        kept, moved = on_device.transfer_batch_to_device((plans, labels), torch.device("cpu"), 0)
+        assert kept is plans and torch.equal(moved, labels)
+        drawn = on_device.draw_on_device(plans, "cpu")
         assert drawn.shape == images.shape == (batch, 1, 32, 32)
         assert (drawn.int() - images.int()).abs().max() <= 1
 

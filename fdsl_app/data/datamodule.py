@@ -268,13 +268,20 @@ class FamilyDataModule(FormulaDataModule):
         out = self.train_augment(images, seed=seed) if train else self.eval_augment(images)
         return out, labels
 
+    def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
+        """Draw plans stay on the host, where the device draw reads them (no copy there and back each step)."""
+        if self.draw != "device":
+            return super().transfer_batch_to_device(batch, device, dataloader_idx)
+        plans, labels = batch
+        return plans, labels.to(device)
+
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         """Augment training batches, resize the others, on the device they now sit on (drawing them there first when
         the loader brought draw plans)."""
         trainer = self.trainer
         train = trainer is not None and bool(trainer.training)
         if self.draw == "device":
-            batch = (self.draw_on_device(batch[0]), batch[1])
+            batch = (self.draw_on_device(batch[0], batch[1].device), batch[1])
         images, labels = self.augment_batch(batch, train=train, seed=self._batch_seed() if train else None)
         if trainer is not None:
             # Lightning cast the batch for "*-true" precisions before the transfer, when it was still uint8;
@@ -282,13 +289,13 @@ class FamilyDataModule(FormulaDataModule):
             images = trainer.precision_plugin.convert_input(images)
         return images, labels
 
-    def draw_on_device(self, plans: torch.Tensor) -> torch.Tensor:
-        """``(B, 7)`` draw plans into ``(B, 1, S, S)`` uint8 images, drawn on the plans' device from the attractor
-        cache (copied there once) by :func:`~fdsl_app.render.torch_draw.draw_cached_torch`."""
-        device = plans.device
+    def draw_on_device(self, plans: torch.Tensor, device: torch.device | str) -> torch.Tensor:
+        """``(B, 7)`` draw plans (on the host) into ``(B, 1, S, S)`` uint8 images drawn on `device` from the
+        attractor cache (copied there once) by :func:`~fdsl_app.render.torch_draw.draw_cached_torch`."""
+        device = torch.device(device)
         if self._device_cache is None or self._device_cache.device != device:
             self._device_cache = cache_tensor(self.family.cache_words(), device)
-        plan = DrawPlan.unpack(plans.cpu().numpy())
+        plan = DrawPlan.unpack(plans.numpy())
         images = draw_cached_torch(self._device_cache, plan.index, plan.patch_seeds, raster=self.family.settings.raster,
                                    size=self.image_size, crops=plan.crops, flips=plan.flips)  # fmt: skip
         return images.unsqueeze(1)
