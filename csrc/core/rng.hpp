@@ -18,18 +18,9 @@ inline uint64_t splitmix64(uint64_t x) {
 // Key for stream `stream` of a 64-bit seed: distinct streams of one seed are unrelated.
 inline uint64_t stream_key(uint64_t seed, uint64_t stream) { return splitmix64(splitmix64(seed) ^ (stream * 0xD6E8FEB86659FD93ull)); }
 
-// 32-bit finaliser of murmur3: a bijection with full avalanche.
-inline uint32_t mix32(uint32_t h) {
-    h ^= h >> 16;
-    h *= 0x85EBCA6Bu;
-    h ^= h >> 13;
-    h *= 0xC2B2AE35u;
-    h ^= h >> 16;
-    return h;
-}
-
-// mix32 on every lane of a GCC/Clang vector of uint32, for the SIMD kernels. Static: each kernel's translation unit
-// (baseline or -mavx2) keeps its own copy, never one the linker picked from a build for another CPU.
+// The 32-bit finaliser of murmur3 (a bijection with full avalanche) on a uint32 or on every lane of a GCC/Clang
+// vector of uint32 (the SIMD kernels). Static: each kernel's translation unit (baseline or -mavx2) keeps its own
+// copy, never one the linker picked from a build for another CPU.
 template <class V>
 static inline V mix32_lanes(V h) {
     h ^= h >> 16;
@@ -39,6 +30,8 @@ static inline V mix32_lanes(V h) {
     h ^= h >> 16;
     return h;
 }
+
+inline uint32_t mix32(uint32_t h) { return mix32_lanes(h); }
 
 // Counter-based 32-bit value number `counter` of the stream keyed by `key` (a Weyl sequence through mix32).
 inline uint32_t hash32(uint32_t key, uint32_t counter) { return mix32((counter * 0x9E3779B9u) ^ key); }

@@ -1,6 +1,8 @@
 // A tiny assertion helper for the C++ unit tests: CHECK records a failure and goes on; main returns report().
 #pragma once
 #include <cstdio>
+#include <stdexcept>
+#include <string>
 
 namespace fdsl::test {
 inline int& failures() {
@@ -10,6 +12,17 @@ inline int& failures() {
 inline int report(const char* name) {
     std::printf("%s: %s (%d failed checks)\n", name, failures() ? "FAILED" : "ok", failures());
     return failures() ? 1 : 0;
+}
+
+// What `call` throws as std::invalid_argument, or "" if it throws nothing.
+template <class Call>
+std::string invalid_argument_of(Call call) {
+    try {
+        call();
+    } catch (const std::invalid_argument& e) {
+        return e.what();
+    }
+    return "";
 }
 }  // namespace fdsl::test
 

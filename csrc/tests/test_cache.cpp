@@ -18,6 +18,7 @@
 #include "tests/systems.hpp"
 
 using namespace fdsl;
+using fdsl::test::invalid_argument_of;
 using fdsl::test::sierpinski;
 
 namespace {
@@ -321,16 +322,6 @@ void test_draws_match_the_scalar_restatement() {
             CHECK(alone);
         }
     }
-}
-
-template <class Call>
-std::string invalid_argument_of(Call call) {
-    try {
-        call();
-    } catch (const std::invalid_argument& e) {
-        return e.what();
-    }
-    return "";
 }
 
 void test_core_refuses_sides_above_the_cap() {

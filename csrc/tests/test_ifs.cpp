@@ -17,6 +17,7 @@
 #include "tests/systems.hpp"
 
 using namespace fdsl;
+using fdsl::test::invalid_argument_of;
 using fdsl::test::sierpinski;
 
 namespace {
@@ -209,17 +210,6 @@ void test_batch_is_thread_independent() {
     io.out = b.data();
     render_ifs_batch(io, o, 4);
     CHECK(a == b);
-}
-
-// What the core throws for a call, or "" if nothing.
-template <class Call>
-std::string invalid_argument_of(Call call) {
-    try {
-        call();
-    } catch (const std::invalid_argument& e) {
-        return e.what();
-    }
-    return "";
 }
 
 void test_core_refuses_sides_above_the_cap() {
