@@ -103,7 +103,9 @@ class ModelCfg:
     pretrained: bool = False  # timm's own weights (needs them in the local cache: no downloads at run time)
 
     def __post_init__(self) -> None:
-        _at_least("model", "drop_path", self.drop_path, 0.0)
+        if not 0.0 <= self.drop_path < 1.0:
+            raise ValueError(f"model.drop_path must be in [0, 1) (the share of residual branches dropped), "
+                             f"got {self.drop_path!r}")  # fmt: skip
 
 
 @dataclass
@@ -235,6 +237,10 @@ class TrainerCfg:
 
     def __post_init__(self) -> None:
         _choice("trainer", "cluster", self.cluster, CLUSTERS)
+        devices = self.devices
+        if isinstance(devices, bool) or (isinstance(devices, int) and devices != -1 and devices < 1):
+            raise ValueError(f"trainer.devices must be 'auto', -1 (all), a count >= 1 or a list of device indices, "
+                             f"got {devices!r}")  # fmt: skip
         if self.max_time is not None:
             parse_duration(self.max_time)
         _at_least("trainer", "connect_timeout", self.connect_timeout, 0.0)
@@ -302,11 +308,13 @@ def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> list[dict[str, Any]]:
     if path in seen:
         raise ValueError(f"config files include each other in a loop: {' -> '.join(map(str, (*seen, path)))}")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(path.read_text())
     except OSError as err:
         raise ValueError(f"cannot read config file {path}: {err.strerror or err}") from None
     except yaml.YAMLError as err:
         raise ValueError(f"config file {path} is not valid YAML: {err}") from None
+    if data is None:
+        raise ValueError(f"config file {path} is empty: a recipe holds at least its keys (see recipes/quickstart.yaml)")
     if not isinstance(data, dict):
         raise ValueError(f"config file {path} must hold a mapping of keys, got {type(data).__name__}")
     layers: list[dict[str, Any]] = []
@@ -330,10 +338,14 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     """The run configuration: defaults, then the YAML file (and its ``defaults``), then ``key=value`` overrides."""
     schema = OmegaConf.structured(RunCfg)
     layers = _read_yaml(Path(path).resolve()) if path is not None else []
-    try:
-        dotlist = OmegaConf.from_dotlist(list(overrides or []))
-    except OmegaConfBaseException as err:
-        raise ValueError(f"cannot read the overrides {overrides}: {err}") from None
+    for override in overrides or []:  # one at a time, so that an error names the override
+        try:
+            OmegaConf.from_dotlist([override])
+        except (OmegaConfBaseException, yaml.YAMLError) as err:
+            reason = getattr(err, "problem", None) or str(err).splitlines()[0]  # yaml's own words, one line
+            raise ValueError(f"override {override!r} is not key=value with a YAML value ({reason}); close its "
+                             "brackets or quote it") from None  # fmt: skip
+    dotlist = OmegaConf.from_dotlist(list(overrides or []))
     try:
         merged = OmegaConf.merge(schema, *layers, dotlist)
         return OmegaConf.to_object(merged)  # runs the __post_init__ checks

@@ -97,12 +97,22 @@ def _logger(cfg: RunCfg, run_dir: Path) -> Any:
                        resume="allow", offline=cfg.log.wandb_mode == "offline", config=to_dict(cfg))  # fmt: skip
 
 
+def check_accelerator(cfg: RunCfg) -> None:
+    """Refuse a GPU accelerator where torch sees none (Lightning's own refusal is a traceback); at run time, not at
+    config load, so that a GPU recipe can be checked on a login node."""
+    accelerator = cfg.trainer.accelerator
+    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise ValueError(f"trainer.accelerator={accelerator} but torch sees no CUDA GPU here: run on a GPU node, or "
+                         "set trainer.accelerator=cpu (or auto)")  # fmt: skip
+
+
 def make_trainer(
     cfg: RunCfg, run_dir: Path, callbacks: list[L.Callback], logger: Any, env: Any = None, profiler: Any = None
 ) -> L.Trainer:
     """The Trainer of `cfg`; `env`: the launcher's environment (:mod:`fdsl_app.cluster.environments`); `profiler`:
     a :class:`Throughput`'s ``fetch_timer`` when it is among the callbacks."""
     t = cfg.trainer
+    check_accelerator(cfg)
     return L.Trainer(
         default_root_dir=run_dir, max_epochs=t.max_epochs, max_steps=t.max_steps, accelerator=t.accelerator,
         devices=t.devices, num_nodes=t.num_nodes, strategy=t.strategy, precision=_precision(t.precision),
@@ -194,6 +204,7 @@ def fit(
             cluster launcher checks the world there and waits for rank 0).
     """
     start = time.perf_counter()
+    check_accelerator(cfg)  # before the run directory is made
     run_dir, resume_from = prepare_run_dir(cfg)
     if is_rank_zero():
         write_atomic(run_dir / "env.json", json.dumps(environment(), indent=2))
