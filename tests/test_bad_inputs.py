@@ -53,3 +53,20 @@ def test_a_gpu_accelerator_without_a_gpu_is_refused_before_the_run_directory(tmp
     err = capsys.readouterr().err
     assert "trainer.accelerator=gpu but torch sees no CUDA GPU here" in err and "Traceback" not in err
     assert not any(tmp_path.iterdir())
+
+
+FIT_CASES = [
+    (["data.image_size=30"],
+     r"data.image_size=30 is not a multiple of vit_nano_patch4_32's patch size 4: the last 2 px would be dropped "
+     r"unseen; use 28 or 32"),
+    (["model.name=vit_nano_patch4_23"], r"unknown model.name='vit_nano_patch4_23'; close matches: vit_nano_patch4_32"),
+]
+
+
+@pytest.mark.parametrize(("overrides", "message"), FIT_CASES, ids=[" ".join(o) for o, _ in FIT_CASES])
+def test_settings_only_the_network_can_judge_are_refused_before_the_run_directory(tmp_path, capsys, overrides,
+                                                                                   message):  # fmt: skip
+    assert cli.main(["fit", f"root={tmp_path}", *overrides]) == 2
+    err = capsys.readouterr().err
+    assert re.search(message, err), err
+    assert "Traceback" not in err and not any(tmp_path.iterdir())

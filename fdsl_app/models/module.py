@@ -72,13 +72,29 @@ def create_network(cfg: ModelCfg, num_classes: int, image_size: int, *, in_chans
         "in_chans": in_chans,
     }
     try:
-        return timm.create_model(cfg.name, img_size=image_size, **kwargs)
+        net = timm.create_model(cfg.name, img_size=image_size, **kwargs)
     except TypeError as err:
         if "img_size" not in str(err):
             raise
+    else:
+        _check_patch_grid(net, cfg.name, image_size)
+        return net
     # CNNs and other models without a fixed input size take no img_size: they run at any resolution.
     log.debug("%s takes no img_size; built without it", cfg.name)
     return timm.create_model(cfg.name, **kwargs)
+
+
+def _check_patch_grid(net: nn.Module, name: str, image_size: int) -> None:
+    """Refuse a resolution the patch grid does not tile: the patch embedding would drop the last pixels unseen."""
+    patch = getattr(getattr(net, "patch_embed", None), "patch_size", None)
+    if patch is None:
+        return
+    side = int(patch[0] if isinstance(patch, tuple | list) else patch)
+    if image_size % side:
+        low, high = image_size // side * side, -(-image_size // side) * side
+        nearest = f"{low} or {high}" if low else str(high)
+        raise ValueError(f"data.image_size={image_size} is not a multiple of {name}'s patch size {side}: the last "
+                         f"{image_size % side} px would be dropped unseen; use {nearest}")  # fmt: skip
 
 
 def _unknown_model_message(name: str) -> str:

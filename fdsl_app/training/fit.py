@@ -97,13 +97,17 @@ def _logger(cfg: RunCfg, run_dir: Path) -> Any:
                        resume="allow", offline=cfg.log.wandb_mode == "offline", config=to_dict(cfg))  # fmt: skip
 
 
-def check_accelerator(cfg: RunCfg) -> None:
-    """Refuse a GPU accelerator where torch sees none (Lightning's own refusal is a traceback); at run time, not at
-    config load, so that a GPU recipe can be checked on a login node."""
+def preflight(cfg: RunCfg) -> None:
+    """What can be refused before the run directory is made, in one line each: a GPU accelerator where torch sees
+    none (Lightning's own refusal is a traceback; checked here, not at config load, so that a GPU recipe can be
+    checked on a login node) and the network's name and patch grid (built on the meta device: no memory, no init)."""
     accelerator = cfg.trainer.accelerator
     if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
         raise ValueError(f"trainer.accelerator={accelerator} but torch sees no CUDA GPU here: run on a GPU node, or "
                          "set trainer.accelerator=cpu (or auto)")  # fmt: skip
+    if not cfg.model.pretrained:  # timm's own weights would be loaded: the real build checks the same
+        with torch.device("meta"):
+            create_network(cfg.model, 2, cfg.data.image_size)
 
 
 def make_trainer(
@@ -112,7 +116,6 @@ def make_trainer(
     """The Trainer of `cfg`; `env`: the launcher's environment (:mod:`fdsl_app.cluster.environments`); `profiler`:
     a :class:`Throughput`'s ``fetch_timer`` when it is among the callbacks."""
     t = cfg.trainer
-    check_accelerator(cfg)
     return L.Trainer(
         default_root_dir=run_dir, max_epochs=t.max_epochs, max_steps=t.max_steps, accelerator=t.accelerator,
         devices=t.devices, num_nodes=t.num_nodes, strategy=t.strategy, precision=_precision(t.precision),
@@ -204,7 +207,7 @@ def fit(
             cluster launcher checks the world there and waits for rank 0).
     """
     start = time.perf_counter()
-    check_accelerator(cfg)  # before the run directory is made
+    preflight(cfg)  # before the run directory is made
     run_dir, resume_from = prepare_run_dir(cfg)
     if is_rank_zero():
         write_atomic(run_dir / "env.json", json.dumps(environment(), indent=2))
