@@ -241,35 +241,15 @@ class RenderedBatch(Sequence[Sample]):
 def collate_samples(samples: Sequence[Sample]) -> tuple[torch.Tensor, torch.Tensor]:
     """Batch ``(image, label)`` samples into uint8 images ``(B, *image.shape)`` and int64 labels ``(B,)``.
 
-    A :class:`RenderedBatch` (one ``FormulaDataset.__getitems__`` call) is its buffer, no copy; so are samples that
-    are consecutive views of one buffer. Anything else is stacked as ``default_collate`` does.
+    A :class:`RenderedBatch` (what ``FormulaDataset.__getitems__`` gives every loader, through ``Subset`` too) is its
+    buffer, no copy. Anything else is stacked as ``default_collate`` does.
     """
     if not samples:
         raise ValueError("cannot collate an empty batch")
     if isinstance(samples, RenderedBatch):
         return samples.images, samples.labels
     labels = torch.tensor([label for _, label in samples], dtype=torch.int64)
-    images = _batch_view([image for image, _ in samples])
-    if images is None:
-        images = default_collate([image for image, _ in samples])
-    return images, labels
-
-
-def _batch_view(images: list[torch.Tensor]) -> torch.Tensor | None:
-    """The batch tensor whose rows are `images`, if they sit one image apart in one storage; else None."""
-    first = images[0]
-    step = first.numel()
-    storage = first.untyped_storage().data_ptr()
-    for j, image in enumerate(images):
-        if (
-            image.untyped_storage().data_ptr() != storage
-            or image.dtype != first.dtype
-            or image.shape != first.shape
-            or image.stride() != first.stride()
-            or image.storage_offset() != first.storage_offset() + j * step
-        ):
-            return None
-    return first.as_strided((len(images), *first.shape), (step, *first.stride()), first.storage_offset())
+    return default_collate([image for image, _ in samples]), labels
 
 
 class EpochSampler(DistributedSampler[int]):
