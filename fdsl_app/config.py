@@ -334,18 +334,27 @@ def _allowed_keys(schema: DictConfig, full_key: str) -> list[str]:
     return sorted(node.keys()) if isinstance(node, DictConfig) else []
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunCfg:
-    """The run configuration: defaults, then the YAML file (and its ``defaults``), then ``key=value`` overrides."""
-    schema = OmegaConf.structured(RunCfg)
-    layers = _read_yaml(Path(path).resolve()) if path is not None else []
-    for override in overrides or []:  # one at a time, so that an error names the override
+def _override_error(overrides: list[str]) -> ValueError:
+    """The error naming the first override that does not parse on its own (overrides are parsed together, so the
+    search runs only after a failure)."""
+    for override in overrides:
         try:
             OmegaConf.from_dotlist([override])
         except (OmegaConfBaseException, yaml.YAMLError) as err:
             reason = getattr(err, "problem", None) or str(err).splitlines()[0]  # yaml's own words, one line
-            raise ValueError(f"override {override!r} is not key=value with a YAML value ({reason}); close its "
-                             "brackets or quote it") from None  # fmt: skip
-    dotlist = OmegaConf.from_dotlist(list(overrides or []))
+            return ValueError(f"override {override!r} is not key=value with a YAML value ({reason}); close its "
+                              "brackets or quote it")  # fmt: skip
+    return ValueError(f"cannot read the overrides {overrides}")
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunCfg:
+    """The run configuration: defaults, then the YAML file (and its ``defaults``), then ``key=value`` overrides."""
+    schema = OmegaConf.structured(RunCfg)
+    layers = _read_yaml(Path(path).resolve()) if path is not None else []
+    try:
+        dotlist = OmegaConf.from_dotlist(list(overrides or []))
+    except (OmegaConfBaseException, yaml.YAMLError):
+        raise _override_error(list(overrides or [])) from None
     try:
         merged = OmegaConf.merge(schema, *layers, dotlist)
         return OmegaConf.to_object(merged)  # runs the __post_init__ checks

@@ -39,8 +39,7 @@ def sample_keys(seed: int, epoch: int, indices: np.ndarray) -> np.ndarray:
 def derive(keys: np.ndarray, stream: int | np.ndarray) -> np.ndarray:
     """Independent sub-keys of each key for the `stream`-th kind of random choice (patch masks, geometry, ...);
     keys and streams broadcast."""
-    with np.errstate(over="ignore"):
-        return splitmix64(np.asarray(keys, np.uint64) ^ splitmix64(np.asarray(stream, np.uint64) + np.uint64(1)))
+    return splitmix64(np.asarray(keys, np.uint64) ^ splitmix64(np.asarray(stream, np.uint64) + np.uint64(1)))
 
 
 def uniforms(keys: np.ndarray, streams: Iterable[int]) -> np.ndarray:
