@@ -8,12 +8,14 @@ import time
 import lightning as L
 import pytest
 import torch
+from lightning.pytorch.loggers import Logger
 from torch.utils.data import DataLoader, Sampler, TensorDataset
 
 from fdsl_app.training.callbacks import Throughput
 from fdsl_app.training.lightning_internals import (
     LoaderFetchTimer,
     clear_received_sigterm,
+    pending_step_row,
     processed_batches,
     restart_train_iterator,
     stop_by_steps,
@@ -85,6 +87,45 @@ def test_restart_train_iterator_starts_the_epoch_again_from_a_moved_sampler():
     module = Tiny()
     _trainer(max_steps=2, callbacks=[MoveAtStart()]).fit(module, _loader(sampler=sampler))
     assert module.seen == [2, 3]
+
+
+class Logged(Tiny):
+    def training_step(self, batch, batch_idx):
+        loss = super().training_step(batch, batch_idx)
+        self.log("loss", loss)
+        self.log("twice", 2 * loss, on_step=True, on_epoch=True)
+        return loss
+
+
+class Rows(Logger):
+    """A logger that keeps the rows it is given."""
+
+    name, version = "rows", 0
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: list[dict[str, float]] = []
+
+    def log_metrics(self, metrics, step=None):
+        self.rows.append({**metrics, "step": step})
+
+    def log_hyperparams(self, params, *args, **kwargs):
+        pass
+
+
+def test_pending_step_row_is_the_row_the_loggers_get_after_the_hooks():
+    predicted: list[dict[str, float] | None] = []
+
+    class Predict(L.Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            predicted.append(pending_step_row(trainer))
+
+    rows = Rows()
+    _trainer(max_steps=6, callbacks=[Predict()], logger=rows, log_every_n_steps=2).fit(Logged(), _loader(8))
+    step_rows = [r for r in rows.rows if "loss" in r]
+    assert len(step_rows) == 3  # every other step logs
+    assert [p for p in predicted if p is not None] == [{k: float(v) for k, v in r.items()} for r in step_rows]
+    assert predicted[0] is None and predicted[1] is not None  # steps 1, 3, 5 log nothing
 
 
 def test_clear_received_sigterm_forgets_lightnings_record():

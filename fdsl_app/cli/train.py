@@ -57,12 +57,24 @@ def _rank_zero() -> bool:
     return is_rank_zero()
 
 
+class _StdoutHandler(logging.StreamHandler):
+    """A handler writing to whatever ``sys.stdout`` is at the time (a command run in-process, under a capture)."""
+
+    @property
+    def stream(self):  # noqa: ANN201
+        return sys.stdout
+
+    @stream.setter
+    def stream(self, _value) -> None:  # noqa: ANN001 - StreamHandler.__init__ sets it
+        pass
+
+
 def _show_progress_messages() -> None:
     """fdsl_app's own log lines (which weights were loaded, effective learning rates) on stdout: from rank 0 only,
     except those logged with ``extra={"all_ranks": True}`` (where each rank sits in the cluster)."""
     logger = logging.getLogger("fdsl_app")
     if not logger.handlers:
-        handler = logging.StreamHandler(sys.stdout)
+        handler = _StdoutHandler()
         handler.setFormatter(logging.Formatter("%(message)s"))
         handler.addFilter(lambda record: getattr(record, "all_ranks", False) or _rank_zero())
         logger.addHandler(handler)

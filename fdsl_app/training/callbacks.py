@@ -23,7 +23,12 @@ import torch
 
 from fdsl_app.data.synthetic import EpochSampler
 from fdsl_app.files import atomic_path
-from fdsl_app.training.lightning_internals import LoaderFetchTimer, processed_batches, restart_train_iterator
+from fdsl_app.training.lightning_internals import (
+    LoaderFetchTimer,
+    pending_step_row,
+    processed_batches,
+    restart_train_iterator,
+)
 
 
 class Throughput(L.Callback):
@@ -263,6 +268,8 @@ class LastCheckpoint(L.Callback):
         self.every_n_steps = every_n_steps
         self.stop_at_step = stop_at_step
         self._seen_step = -1
+        self._pending_row: dict[str, float] | None = None
+        self.recovered_row: dict[str, float] | None = None  # the pending row of the checkpoint resumed from
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._seen_step = trainer.global_step  # a resumed run's first micro-batch is no step boundary
@@ -284,8 +291,21 @@ class LastCheckpoint(L.Callback):
         if final or periodic or stop or (self.every_n_steps is None and last_batch):
             self.save(trainer)
 
+    def state_dict(self) -> dict[str, Any]:
+        return {"pending_row": self._pending_row}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.recovered_row = state_dict.get("pending_row")
+
     def save(self, trainer: L.Trainer) -> None:
-        """Write the checkpoint (every rank takes part; rank 0 writes the file, atomically)."""
+        """Write the checkpoint (every rank takes part; rank 0 writes the file, atomically).
+
+        The metrics rows it covers are on disk before it: the loggers' buffered rows are flushed first, and this
+        step's row, which Lightning logs only after these hooks, goes into the checkpoint (``recovered_row`` after a
+        resume), so that a kill right after the checkpoint loses no row."""
+        for logger in trainer.loggers:
+            logger.save()
+        self._pending_row = pending_step_row(trainer)
         if not trainer.is_global_zero:
             trainer.save_checkpoint(self.path)  # a collective: the other ranks write nothing
             return

@@ -34,18 +34,20 @@ from fdsl_app.files import write_atomic
 from fdsl_app.models.checkpoint import load_pretrained
 from fdsl_app.models.module import ClassifierModule, NonFiniteLossError, create_network
 from fdsl_app.training.callbacks import DataPosition, LastCheckpoint, RngState, SampleGrid, SampleLedger, Throughput
+from fdsl_app.training.checkpoints import check_fits, read_checkpoint
 from fdsl_app.training.lightning_internals import stop_by_steps
 from fdsl_app.training.preemption import Preemption, StopCause
 from fdsl_app.training.run_dir import (
     environment,
     is_rank_zero,
     merge_metrics,
-    prepare_run_dir,
+    owned_run_dir,
     read_metrics,
     write_state,
 )
 
 log = logging.getLogger("fdsl_app")
+
 
 @dataclass
 class FitResult:
@@ -208,18 +210,20 @@ def fit(
     """
     start = time.perf_counter()
     preflight(cfg)  # before the run directory is made
-    run_dir, resume_from = prepare_run_dir(cfg)
-    if is_rank_zero():
-        write_atomic(run_dir / "env.json", json.dumps(environment(), indent=2))
-    L.seed_everything(cfg.seed, workers=True, verbose=False)
-    logger = _logger(cfg, run_dir)
-    callbacks = _Callbacks.of(cfg, run_dir, logger)
-    trainer = make_trainer(cfg, run_dir, callbacks.all, logger, env, profiler=callbacks.throughput.fetch_timer)
-    datamodule, module = build(cfg, trainer)
-    stop_by_steps(trainer, module.max_steps)  # the schedule's length (see DataPosition)
-    if before_fit is not None:
-        before_fit(trainer)
-    _run(cfg, trainer, module, datamodule, run_dir, resume_from, callbacks.preemption)
+    with owned_run_dir(cfg) as (run_dir, resume_from):
+        if is_rank_zero():
+            write_atomic(run_dir / "env.json", json.dumps(environment(), indent=2))
+        L.seed_everything(cfg.seed, workers=True, verbose=False)
+        logger = _logger(cfg, run_dir)
+        callbacks = _Callbacks.of(cfg, run_dir, logger)
+        trainer = make_trainer(cfg, run_dir, callbacks.all, logger, env, profiler=callbacks.throughput.fetch_timer)
+        datamodule, module = build(cfg, trainer)
+        if resume_from is not None:
+            check_fits(resume_from, module)
+        stop_by_steps(trainer, module.max_steps)  # the schedule's length (see DataPosition)
+        if before_fit is not None:
+            before_fit(trainer)
+        _run(cfg, trainer, module, datamodule, run_dir, resume_from, callbacks)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if torch.is_tensor(v) and v.numel() == 1}
     last = callbacks.last.path if callbacks.last.path.is_file() else None
     best = Path(callbacks.best.best_model_path) if callbacks.best.best_model_path else None
@@ -229,9 +233,10 @@ def fit(
 
 def _run(
     cfg: RunCfg, trainer: L.Trainer, module: ClassifierModule, datamodule: L.LightningDataModule, run_dir: Path,
-    resume_from: Path | None, preemption: Preemption,
+    resume_from: Path | None, callbacks: _Callbacks,
 ) -> None:  # fmt: skip
     """``trainer.fit``, recording in ``state.json`` how it ended and keeping ``metrics.csv`` whole over resumes."""
+    preemption = callbacks.preemption
     earlier_metrics = read_metrics(run_dir / "metrics.csv") if resume_from is not None else []
     try:
         with warnings.catch_warnings():
@@ -256,7 +261,7 @@ def _run(
                     reason=None if finished else preemption.reason or "trainer.stop_at_step")  # fmt: skip
     finally:
         if is_rank_zero():
-            merge_metrics(run_dir / "metrics.csv", earlier_metrics)
+            merge_metrics(run_dir / "metrics.csv", earlier_metrics, callbacks.last.recovered_row)
         if cfg.log.backend == "wandb" and trainer.is_global_zero:
             import wandb
 
@@ -268,18 +273,15 @@ def evaluate(
 ) -> dict[str, float]:
     """Validate or test a checkpoint on `cfg`'s data; returns the metrics (`env`: as for :func:`fit`)."""
     checkpoint = Path(checkpoint)
-    if not checkpoint.is_file():
-        raise ValueError(f"checkpoint {checkpoint} does not exist")
+    read_checkpoint(checkpoint)  # unreadable: refused before anything is built
     os.makedirs(cfg.run_dir, exist_ok=True)
     trainer = make_trainer(cfg, cfg.run_dir, [], False, env)
     datamodule, module = build(cfg, trainer, training=False)
-    try:
-        stored = torch.load(checkpoint, map_location="cpu", weights_only=True)
-        module.on_load_checkpoint(stored)  # EMA weights in or out, as a resume handles them
-        module.load_state_dict(stored["state_dict"])
-    except (RuntimeError, KeyError, TypeError, OSError, EOFError) as err:  # pickle errors are RuntimeErrors here
-        reason = " ".join(str(err).split())[:300] or type(err).__name__
-        raise ValueError(f"{checkpoint} is not a checkpoint of this config's model ({reason})") from None
+    stored = dict(read_checkpoint(checkpoint))
+    stored["state_dict"] = dict(stored["state_dict"])
+    check_fits(checkpoint, module)
+    module.on_load_checkpoint(stored)  # EMA weights in or out, as a resume handles them
+    module.load_state_dict(stored["state_dict"])
     run = trainer.validate if stage == "validate" else trainer.test
     results = run(module, datamodule=datamodule)
     return {k: float(v) for k, v in (results[0] if results else {}).items()}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 
 import lightning as L
+from lightning.fabric.utilities.apply_func import convert_tensors_to_scalars
 from lightning.pytorch.profilers import Profiler
 
 
@@ -37,6 +38,24 @@ def restart_train_iterator(trainer: L.Trainer) -> None:
     fetcher = getattr(trainer.fit_loop, "_data_fetcher", None)
     if fetcher is not None:
         iter(fetcher)
+
+
+def pending_step_row(trainer: L.Trainer) -> dict[str, float] | None:
+    """The metrics row Lightning logs for this optimiser step after the ``on_train_batch_end`` hooks return (as the
+    loggers will get it: the step's logged values, ``epoch`` and ``step``), or None if this step logs none.
+
+    A checkpoint taken in those hooks covers the step, yet its row is logged after it; the row is not public
+    before it is logged."""
+    connector = trainer._logger_connector
+    if not trainer.loggers or not connector.should_update_logs:
+        return None
+    metrics = connector.metrics["log"]
+    if not metrics:
+        return None
+    row = {key: float(value) for key, value in convert_tensors_to_scalars(metrics).items()}
+    row.setdefault("epoch", trainer.current_epoch)
+    row["step"] = trainer.fit_loop.epoch_loop._batches_that_stepped  # the step loggers are given, before its increment
+    return row
 
 
 def clear_received_sigterm(trainer: L.Trainer) -> None:

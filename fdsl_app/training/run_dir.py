@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import platform
+import re
 import socket
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,17 +25,20 @@ from lightning.pytorch.utilities import rank_zero_only
 from fdsl_app import provenance
 from fdsl_app.config import RunCfg, to_dict, to_yaml
 from fdsl_app.files import atomic_path, write_atomic
+from fdsl_app.training import run_lock
+from fdsl_app.training.checkpoints import resume_point
 
-# Keys a resumed run may change: how long it runs, where, and how it loads and logs. (A longer max_steps or
-# max_epochs stretches the learning-rate schedule from the resumed step on; other devices or nodes change the
-# per-rank augmentation seeds: both deliberate choices of whoever resumes.)
+log = logging.getLogger("fdsl_app")
+
+# Keys a resumed run may change: where its directory lies (a run can be moved), how long it runs, where, and how
+# it loads and logs. (A longer max_steps or max_epochs stretches the learning-rate schedule from the resumed step
+# on; other devices or nodes change the per-rank augmentation seeds: both deliberate choices of whoever resumes.)
 _RESUME_FREE = {
-    "resume", "trainer.max_epochs", "trainer.max_steps", "trainer.enable_progress_bar", "trainer.devices",
+    "resume", "root", "trainer.max_epochs", "trainer.max_steps", "trainer.enable_progress_bar", "trainer.devices",
     "trainer.num_nodes", "trainer.strategy", "trainer.checkpoint_every_n_steps", "data.num_workers",
     "data.pin_memory", "data.persistent_workers", "log.backend", "log.wandb_mode", "log.sample_grid",
     "trainer.stop_at_step", "trainer.max_time", "trainer.cluster", "trainer.connect_timeout", "log.sample_ledger",
 }  # fmt: skip
-
 
 
 def is_rank_zero() -> bool:
@@ -50,33 +57,57 @@ def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def prepare_run_dir(cfg: RunCfg) -> tuple[Path, Path | None]:
-    """The run directory, made and holding `cfg`, and the checkpoint to resume from (None: a fresh run)."""
-    run_dir, resume_from = inspect_run_dir(cfg)
+@contextmanager
+def owned_run_dir(cfg: RunCfg) -> Iterator[tuple[Path, Path | None]]:
+    """The run directory, made, locked by rank 0 (:mod:`~fdsl_app.training.run_lock`) and holding `cfg`, and the
+    verified checkpoint to resume from (None: a fresh run); the lock is given back when the block ends.
+
+    Raises:
+        ValueError: as :func:`inspect_run_dir`; :class:`~fdsl_app.training.run_lock.RunLocked`: another fit holds
+            the run.
+    """
+    run_dir = cfg.run_dir
     try:
         (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise ValueError(f"cannot create run directory {run_dir}: {err.strerror or err}") from None
-    if is_rank_zero():
-        write_atomic(run_dir / "config.yaml", to_yaml(cfg))  # other ranks may be reading it
-    return run_dir, resume_from
+    holder = run_lock.acquire(run_dir) if is_rank_zero() else None
+    try:
+        if holder is not None:
+            _remove_stale_temporaries(run_dir)
+        run_dir, resume_from = inspect_run_dir(cfg, announce=True)
+        if holder is not None:
+            write_atomic(run_dir / "config.yaml", to_yaml(cfg))  # other ranks may be reading it
+        yield run_dir, resume_from
+    finally:
+        if holder is not None:
+            run_lock.release(run_dir, holder)
 
 
-def inspect_run_dir(cfg: RunCfg) -> tuple[Path, Path | None]:
-    """The run directory and the checkpoint a fit would resume from (None: a fresh run), writing nothing.
+def _remove_stale_temporaries(run_dir: Path) -> None:
+    """Remove the temporary files (``<name>.tmp<pid>``, see :mod:`fdsl_app.files`) an earlier fit killed mid-write
+    left: only the lock's holder writes here, so none of them is being written now."""
+    stale = [p for folder in (run_dir, run_dir / "checkpoints") for p in folder.glob("*.tmp*")
+             if re.fullmatch(r".+\.tmp\d+", p.name) and p.is_file()]  # fmt: skip
+    for path in stale:
+        path.unlink(missing_ok=True)
+    if stale:
+        log.warning(f"run {run_dir}: removed {len(stale)} partial file(s) of a fit killed while writing: "
+                    f"{', '.join(p.name for p in stale)}")  # fmt: skip
+
+
+def inspect_run_dir(cfg: RunCfg, *, announce: bool = False) -> tuple[Path, Path | None]:
+    """The run directory and the checkpoint a fit would resume from (None: a fresh run), verified, writing nothing
+    (`announce`: log a fall back, see :func:`~fdsl_app.training.checkpoints.resume_point`).
 
     Raises:
-        ValueError: the directory holds a run of another config, or checkpoints without resume=auto.
+        ValueError: the directory holds a run of another config, or checkpoints without resume=auto; or no
+            checkpoint to resume from can be read.
     """
     run_dir = cfg.run_dir
     saved = run_dir / "config.yaml"
     last = run_dir / "checkpoints" / "last.ckpt"
-    if cfg.resume not in (None, "auto"):
-        resume_from: Path | None = Path(cfg.resume)
-    elif cfg.resume == "auto":
-        resume_from = last if last.is_file() else None
-    else:
-        resume_from = None
+    resume_from = resume_point(run_dir, cfg.resume, announce=announce)
     if saved.is_file():
         if cfg.resume is None and last.is_file():
             raise ValueError(
@@ -99,6 +130,13 @@ def run_status(cfg: RunCfg) -> str:
         ValueError: as :func:`inspect_run_dir`.
     """
     run_dir, resume_from = inspect_run_dir(cfg)
+    lock = run_lock.status(run_dir)
+    if lock is not None:
+        return f"run {run_dir}: {lock}" if "refuse" in lock else f"{_plan(cfg, run_dir, resume_from)}; {lock}"
+    return _plan(cfg, run_dir, resume_from)
+
+
+def _plan(cfg: RunCfg, run_dir: Path, resume_from: Path | None) -> str:
     state_file = run_dir / "state.json"
     state = json.loads(state_file.read_text()) if state_file.is_file() else {}
     if resume_from is None:
@@ -106,11 +144,14 @@ def run_status(cfg: RunCfg) -> str:
     saved = yaml.safe_load((run_dir / "config.yaml").read_text()) or {} if (run_dir / "config.yaml").is_file() else {}
     limits = {k: saved.get("trainer", {}).get(k) for k in ("max_steps", "max_epochs")}
     same_length = limits == {"max_steps": cfg.trainer.max_steps, "max_epochs": cfg.trainer.max_epochs}
-    if state.get("state") == "finished" and cfg.resume == "auto" and same_length:
+    last = run_dir / "checkpoints" / "last.ckpt"
+    fell_back = cfg.resume == "auto" and resume_from != last
+    if state.get("state") == "finished" and cfg.resume == "auto" and same_length and not fell_back:
         return f"run {run_dir}: finished at step {state.get('step')}"
     by = f" by {state['reason']}" if state.get("reason") else ""
     at = f" (state {state.get('state')} at step {state.get('step')}{by})" if state else ""
-    return f"run {run_dir}: resumes from {resume_from}{at}"
+    fallback = f", as {last.name} is {'unreadable' if last.is_file() else 'missing'}" if fell_back else ""
+    return f"run {run_dir}: resumes from {resume_from}{fallback}{at}"
 
 
 def write_state(
@@ -134,9 +175,16 @@ def read_metrics(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def merge_metrics(path: Path, earlier: list[dict[str, str]]) -> None:
+def merge_metrics(path: Path, earlier: list[dict[str, str]], recovered: dict[str, float] | None = None) -> None:
     """Put the rows of the sessions before a resume back in front of this session's (Lightning's CSV logger starts
-    the file afresh). Earlier rows from steps this session redid (after the checkpoint it resumed from) are dropped."""
+    the file afresh). Earlier rows from steps this session redid (after the checkpoint it resumed from) are dropped.
+    `recovered`: the row of the checkpoint's own step, kept in the checkpoint (a kill right after it can have lost
+    it from the file)."""
+    if recovered is not None and not any(r.get("step") == str(int(recovered["step"])) for r in earlier):
+        row = {k: str(int(v)) if k in ("step", "epoch") else repr(v) for k, v in recovered.items()}
+        at = next((i for i, r in enumerate(earlier) if r.get("step") and int(r["step"]) > int(recovered["step"])),
+                  len(earlier))  # fmt: skip
+        earlier = [*earlier[:at], row, *earlier[at:]]
     if not earlier:
         return
     new = read_metrics(path)
