@@ -353,7 +353,7 @@ def test_pbs_template_refuses_bad_input_before_starting_ranks(tmp_path, override
 def test_a_resume_with_another_config_is_refused_by_the_preflight(tmp_path) -> None:
     run = tmp_path / "cluster-tiny"
     (run / "checkpoints").mkdir(parents=True)
-    (run / "checkpoints" / "last.ckpt").write_bytes(b"")
+    torch.save({"state_dict": {}, "global_step": 1}, run / "checkpoints" / "last.ckpt")  # readable, of no model
     cfg = load_config(TINY, [f"root={tmp_path}"])
     from fdsl_app.config import to_yaml
 

@@ -57,9 +57,10 @@ def test_gray_and_rgb_shapes_and_channels_agree(style):
 
 @pytest.mark.parametrize("style, background", [("rcdb", 255), ("visualatom", 0)])
 def test_every_pixel_is_written(style, background):
-    # Centre far off the canvas: no line lands, so the whole (garbage-prefilled) image must be background.
+    # Centre off the canvas (at the bounds' edge): no line lands, so the whole (garbage-prefilled) image must be
+    # background.
     out = np.full((2, 64, 80, 3), 77, np.uint8)
-    render.render_contours(_params(2, center_x=-1e5, center_y=3e5), out, seeds=[5, 6], style=style)
+    render.render_contours(_params(2, center_x=-500, center_y=1000), out, seeds=[5, 6], style=style)
     assert (out == background).all()
 
 
@@ -233,15 +234,15 @@ def test_canvas_size_sets_the_geometry_units():
     np.testing.assert_allclose(a, b, atol=1.5)
 
 
-def test_far_and_huge_coordinates_are_safe():
-    # Vertices thrown to 1e300 and beyond (inf, nan): clipped or skipped, never out of bounds or hanging.
-    p = _params(4, n_vertices=500, n_contours=50, line_width=-1e300)
-    p[:, 2] = [1e8, 1e150, 1e300, 1.7e308]
-    out = _render(p, 128, 3, seeds=[1, 2, 3, 4])
-    assert out.shape == (4, 128, 128, 3)
-    line = _params(1, n_vertices=4, n_contours=1, perlin_amp=0.0, line_width=0.0, radius=1e200, oval_y=0.0,
-                   center_x=100, center_y=64)  # fmt: skip
-    img = _render(line, 128, seeds=3, canvas_size=128.0)[0]  # a horizontal line through row 64, ends at +-1e200
+def test_huge_geometry_is_refused_and_lines_far_past_the_canvas_are_clipped():
+    # Vertices thrown to 1e300 and beyond would draw a blank image: refused (the core's own safety with such
+    # values is csrc/tests/test_contour.cpp's).
+    for field, value in (("perlin_amp", 1e8), ("line_width", -1e300), ("radius", 1e200)):
+        with pytest.raises(ValueError, match=f"{field} must be in"):
+            _render(_params(1, **{field: value}), 32)
+    line = _params(1, n_vertices=4, n_contours=1, perlin_amp=0.0, line_width=0.0, radius=128, oval_x=100,
+                   oval_y=0.0, center_x=100, center_y=64)  # fmt: skip
+    img = _render(line, 128, seeds=3, canvas_size=128.0)[0]  # a horizontal line through row 64, ends at +-12800
     assert (img[64] != 255).all() and (np.delete(img, 64, axis=0) == 255).all()
 
 
@@ -287,6 +288,12 @@ def _with(field: str, value: float) -> np.ndarray:
         (dict(canvas_size=0.0), ValueError, "canvas_size"),
         (dict(canvas_size=float("nan")), ValueError, "canvas_size"),
         (dict(canvas_size="a"), TypeError, "canvas_size must be a number"),
+        (dict(canvas_size=1e-300), ValueError, r"canvas_size must be in \[1, 65536\]"),
+        (dict(params=_params(2, line_width=-1e6)), ValueError, r"line_width must be in \[-512, 512\] for canvas_size"),
+        (dict(params=_params(2, radius=1e308)), ValueError, r"params\[0\] radius must be in \[0, 512\]"),
+        (dict(params=_params(2, center_x=-600)), ValueError, r"center_x must be in \[-512, 1024\]"),
+        (dict(params=_params(2, oval_y=101)), ValueError, r"oval_y must be in \[0, 100\]"),
+        (dict(params=_params(2, perlin_amp=-1)), ValueError, r"perlin_amp must be in \[0, 512\]"),
         (dict(params=_params(2, n_vertices=100000, n_contours=1000)), ValueError, "n_vertices x n_contours"),
         (dict(seeds=[2**64, 1]), ValueError, "seeds must be in"),
         (dict(threads=-1), ValueError, "threads"),

@@ -24,8 +24,9 @@ py::object render_contours(const py::object& params_obj, const py::object& out, 
     py::array seeds = as_array<uint64_t>(seeds_obj, "seeds", "uint64", {1});
     require_length(seeds, "seeds", batch);
     const ContourStyle s = ContourStyle(choice(style, "style", {"rcdb", "visualatom"}));
-    if (!(std::isfinite(canvas_size) && canvas_size > 0.0))
-        throw py::value_error(cat("canvas_size must be a positive number, got ", canvas_size));
+    if (!(std::isfinite(canvas_size) && canvas_size >= 1.0 && canvas_size <= 65536.0))
+        throw py::value_error(cat("canvas_size must be in [1, 65536] (px of the reference canvas; 512 in the papers), "
+                                  "got ", canvas_size));
     require_range(threads, "threads", 1, 1 << 16, " (None means all cores)");
     const double* p = static_cast<const double*>(params.data());
     std::vector<ContourParams> rows(batch);
@@ -41,17 +42,24 @@ py::object render_contours(const py::object& params_obj, const py::object& out, 
                                           "], got ", r[c]));
             return int(r[c]);
         };
-        auto at_least = [&](int c, double lo) {
-            if (r[c] < lo) throw py::value_error(cat("params[", i, "] ", names[c], " must be >= ", lo, ", got ", r[c]));
+        // Geometry past these bounds draws nothing on the canvas (a blank image), so it is refused instead.
+        auto within = [&](int c, double lo, double hi) {
+            if (r[c] < lo || r[c] > hi)
+                throw py::value_error(cat("params[", i, "] ", names[c], " must be in [", lo, ", ", hi, "] for canvas_size ",
+                                          canvas_size, " (beyond it the contours leave the canvas), got ", r[c]));
             return r[c];
         };
+        const double canvas = canvas_size;
         // Work grows as vertices x contours; past this an image takes seconds (the papers use at most 2e5).
         if (r[0] * r[1] > 2e7)
             throw py::value_error(cat("params[", i, "]: n_vertices x n_contours = ", r[0] * r[1],
                                       " is more than 2e7 line segments per image; use fewer vertices or contours"));
-        rows[i] = ContourParams{integer(0, 3, 100000), integer(1, 1, 10000), at_least(2, 0.0), r[3],
-                                at_least(4, 0.0),      at_least(5, 0.0),     at_least(6, 0.0), r[7],
-                                r[8],                  integer(9, 0, 1000),  integer(10, 0, 1000)};
+        rows[i] = ContourParams{integer(0, 3, 100000),          integer(1, 1, 10000),
+                                within(2, 0.0, canvas),          within(3, -canvas, canvas),
+                                within(4, 0.0, canvas),          within(5, 0.0, 100.0),
+                                within(6, 0.0, 100.0),           within(7, -canvas, 2 * canvas),
+                                within(8, -canvas, 2 * canvas),  integer(9, 0, 1000),
+                                integer(10, 0, 1000)};
     }
     const uint64_t* seed_p = static_cast<const uint64_t*>(seeds.data());
     {

@@ -95,6 +95,10 @@ class ContourFamily(Family):
     def num_classes(self) -> int:
         return self.settings.classes
 
+    def check_params(self, params: ClassParams) -> None:
+        super().check_params(params)
+        self.check_array(params, "params", (params.num_classes, len(render.CONTOUR_FIELDS)))
+
     @property
     def instances_per_class(self) -> int:
         return self.settings.instances

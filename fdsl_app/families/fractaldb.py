@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from fdsl_app import render
-from fdsl_app.families.base import ClassParams
+from fdsl_app.families.base import ClassParams, Family
 from fdsl_app.families.fractaldb_csv import read_fractaldb_csv_folder
 from fdsl_app.families.ifs import IfsFamily, IfsRenderSettings
 from fdsl_app.families.registry import register_family
@@ -130,13 +130,7 @@ class IFSSearchFamily(IfsFamily):
     def check_params(self, params: ClassParams) -> None:
         """The base checks except for :attr:`free_settings`, and the arrays' shapes."""
         self.check_settings(params)
-        shapes = {name: params.arrays[name].shape for name in ("params", "n_maps") if name in params.arrays}
-        ok = len(shapes) == 2 and len(shapes["params"]) == 3 and shapes["params"][2] == 7
-        if not ok or shapes["params"][0] != self.num_classes or shapes["n_maps"] != (self.num_classes,):
-            raise ValueError(
-                f"{self.name} parameter file must hold params ({self.num_classes}, K, 7) and n_maps "
-                f"({self.num_classes},), got {shapes}"
-            )
+        self.check_systems(params)
 
     def check_settings(self, params: ClassParams, also_free: Iterable[str] = ()) -> None:
         """The base check of family and settings, ignoring :attr:`free_settings` and `also_free`."""
@@ -144,7 +138,7 @@ class IFSSearchFamily(IfsFamily):
         free = self.free_settings.union(also_free)
         # Our values in place of the file's for the free settings, so the base comparison skips them.
         relaxed = {**params.settings, **{k: mine[k] for k in free if k in mine}}
-        super().check_params(dataclasses.replace(params, settings=relaxed))
+        Family.check_params(self, dataclasses.replace(params, settings=relaxed))  # settings only, not the arrays
 
     # --- generation ------------------------------------------------------------------------------------------------
 

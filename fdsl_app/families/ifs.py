@@ -85,6 +85,19 @@ class IfsFamily(Family):
 
     _cache: tuple[ClassParams, AttractorCache] | None = None
 
+    def check_params(self, params: ClassParams) -> None:
+        super().check_params(params)
+        self.check_systems(params)
+
+    def check_systems(self, params: ClassParams) -> None:
+        """The file's systems: ``params`` (classes, K, 7) with 2 <= K <= 8 and ``n_maps`` (classes,) in [2, K]."""
+        systems = self.check_array(params, "params", (params.num_classes, "K", 7))
+        n_maps = self.check_array(params, "n_maps", (params.num_classes,))
+        k = systems.shape[1]
+        if not 2 <= k <= 8 or (n_maps.size and (n_maps.min() < 2 or n_maps.max() > k or (n_maps % 1).any())):
+            raise ValueError(f"{self.name} parameter file: systems must have 2 to 8 maps and n_maps integers in "
+                             f"[2, {k}], got K={k}, n_maps {n_maps.min()}..{n_maps.max()}")  # fmt: skip
+
     @property
     def variants_per_class(self) -> int:
         """Distinct systems per class (their attractors are what a cache holds)."""

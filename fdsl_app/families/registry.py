@@ -14,7 +14,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from fdsl_app.families.base import RENDER_SETTINGS, ClassParams, Family
+from fdsl_app.families.base import RENDER_SETTINGS, ClassParams, Family, SettingsMismatch
 from fdsl_app.families.params_io import load_params
 
 _FAMILIES: dict[str, type[Family]] = {}
@@ -75,11 +75,13 @@ def resolve_family(
     family = create_family(name, **{**params.settings, **settings})
     try:
         family.check_params(params)
-    except ValueError as err:
+    except SettingsMismatch as err:
         raise ValueError(
             f"{err}; with a parameter file ({params_path}) the generation settings come from the file, only render "
             f"settings ({', '.join(sorted(RENDER_SETTINGS))}) may be given"
         ) from None
+    except ValueError as err:
+        raise ValueError(f"{params_path}: {err}") from None
     return family, params
 
 

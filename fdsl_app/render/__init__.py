@@ -39,8 +39,8 @@ from typing import Literal
 import numpy as np
 
 from fdsl_app.render import _render
+from fdsl_app.render.args import call_native, float_array, int_arg, int_rows, per_sample, threads_arg
 from fdsl_app.render.args import cpu_count as cpu_count  # re-exported: the default thread count
-from fdsl_app.render.args import float_array, int_arg, int_rows, per_sample, threads_arg
 
 Mode = Literal["reference", "fast"]
 Raster = Literal["point", "patch", "union_patch", "full_patch", "density"]
@@ -133,8 +133,8 @@ def render_ifs(
     batch = params.shape[0]
     seeds = per_sample(seeds, "seeds", batch, np.uint64)
     patch_seeds = seeds if patch_seeds is None else per_sample(patch_seeds, "patch_seeds", batch, np.uint64)
-    return _render.render_ifs(
-        params, n_maps, out, seeds, patch_seeds,
+    return call_native(
+        _render.render_ifs, params, n_maps, out, seeds, patch_seeds,
         per_sample(flips, "flips", batch, np.uint8), int_arg(n_points, "n_points"), mode, raster, bool(color),
         int_arg(pad, "pad"), threads_arg(threads), int_arg(chains, "chains"), int_arg(burn_in, "burn_in"),
         bool(start_at_fixed_point), bool(keep_aspect), None if crops is None else float_array(crops, "crops"),
@@ -164,8 +164,8 @@ def fill_rate(
     The defaults are the published category search: 512 px, 100k points, pad 6.
     """
     params, n_maps = _systems(params, n_maps)
-    return _render.fill_rate(
-        params, n_maps, per_sample(seeds, "seeds", params.shape[0], np.uint64),
+    return call_native(
+        _render.fill_rate, params, n_maps, per_sample(seeds, "seeds", params.shape[0], np.uint64),
         int_arg(n_points, "n_points"), int_arg(size, "size"), int_arg(pad, "pad"), threads_arg(threads),
     )  # fmt: skip
 
@@ -192,8 +192,9 @@ def render_contours(
     batch = params.shape[0] if params.ndim == 2 else 0
     if isinstance(canvas_size, bool) or not isinstance(canvas_size, int | float | np.integer | np.floating):
         raise TypeError(f"canvas_size must be a number (the reference canvas, 512), got {type(canvas_size).__name__}")
-    return _render.render_contours(
-        params, out, per_sample(seeds, "seeds", batch, np.uint64), style, float(canvas_size), threads_arg(threads)
+    return call_native(
+        _render.render_contours, params, out, per_sample(seeds, "seeds", batch, np.uint64), style, float(canvas_size),
+        threads_arg(threads),
     )
 
 
@@ -254,8 +255,9 @@ def build_attractor_cache(
         out = np.empty(shape, np.uint64)
     elif isinstance(out, np.ndarray) and out.shape != shape:
         raise ValueError(f"out must have shape {shape} (systems, size, cache_words(size)), got shape {out.shape}")
-    return _render.build_cache(
-        params, n_maps, out, int_arg(n_points, "n_points"), int_arg(pad, "pad"), bool(dilate), threads_arg(threads)
+    return call_native(
+        _render.build_cache, params, n_maps, out, int_arg(n_points, "n_points"), int_arg(pad, "pad"), bool(dilate),
+        threads_arg(threads),
     )
 
 
@@ -311,8 +313,9 @@ def draw_cached(
     if raster not in CACHE_RASTERS:
         raise ValueError(f"raster must be one of {', '.join(map(repr, CACHE_RASTERS))}, got {raster!r}")
     batch = out.shape[0] if out.ndim else 0
-    return _render.draw_cached(
-        cache, per_sample(index, "index", batch, np.int64), per_sample(patch_seeds, "patch_seeds", batch, np.uint64),
+    return call_native(
+        _render.draw_cached, cache, per_sample(index, "index", batch, np.int64),
+        per_sample(patch_seeds, "patch_seeds", batch, np.uint64),
         None if crops is None else int_rows(crops, "crops", batch, 4, np.int32),
         per_sample(flips, "flips", batch, np.uint8), out, raster, threads_arg(threads),
     )  # fmt: skip

@@ -7,6 +7,7 @@ converted silently.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
 
 import numpy as np
@@ -15,6 +16,12 @@ import numpy as np
 def cpu_count() -> int:
     """Cores this process may run on (the default thread count)."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def shown(value: object, width: int = 40) -> str:
+    """`value`'s repr on one line, cut to `width` characters (an array's repr spans lines)."""
+    text = " ".join(repr(value).split())
+    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 def threads_arg(threads: int | None) -> int:
@@ -34,7 +41,7 @@ def per_sample(value: int | Sequence[int] | np.ndarray, name: str, batch: int, d
         value = value.astype(dtype)
     arr = np.asarray(value)
     if arr.dtype == object or not (np.issubdtype(arr.dtype, np.integer) or arr.size == 0):
-        raise TypeError(f"{name} must be an int or an array of ints, got {arr.dtype} {value!r:.60}")
+        raise TypeError(f"{name} must be an int or an array of ints, got {arr.dtype} {shown(value, 60)}")
     if arr.ndim == 0:
         arr = np.full(batch, arr)
     if arr.shape != (batch,):
@@ -56,7 +63,7 @@ def float_array(value: np.ndarray | Sequence, name: str) -> np.ndarray:
 
 def int_arg(value: int, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r:.40}")
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} {shown(value)}")
     return int(value)
 
 
@@ -71,3 +78,32 @@ def int_rows(value: np.ndarray | Sequence, name: str, batch: int, columns: int, 
     if arr.size and (int(arr.min()) < info.min or int(arr.max()) > info.max):
         raise ValueError(f"{name} must be in [{info.min}, {info.max}], got {arr.min()} .. {arr.max()}")
     return np.ascontiguousarray(arr, dtype=dtype)
+
+
+_ACCEPTS = {  # pybind11's signature types -> what passes them; "object" parameters check themselves in C++
+    "str": (str,),
+    "bool": (bool, np.bool_),
+    "typing.SupportsInt | typing.SupportsIndex": (int, np.integer),
+    "typing.SupportsFloat | typing.SupportsIndex": (int, float, np.integer, np.floating),
+}
+_EXPECTED = {"str": "a str", "bool": "a bool", "typing.SupportsInt | typing.SupportsIndex": "an int",
+             "typing.SupportsFloat | typing.SupportsIndex": "a number"}  # fmt: skip
+
+
+def call_native(function, *args):  # noqa: ANN001, ANN201 - any binding of fdsl_app.render._render
+    """Call a binding; its type refusal ("incompatible function arguments", a dozen lines naming no argument)
+    becomes one line naming the first argument of the wrong type and what it takes."""
+    try:
+        return function(*args)
+    except TypeError as err:
+        text = str(err)
+        if "incompatible function arguments" not in text:
+            raise
+        signature = text.split("1. (", 1)[1].split(") ->", 1)[0]
+        params = [p.split(": ", 1) for p in re.split(r", (?=\w+: )", signature)]
+        for (name, kind), value in zip(params, args, strict=False):
+            accepts = _ACCEPTS.get(kind)
+            if accepts is not None and not isinstance(value, accepts):
+                raise TypeError(f"{function.__name__}(): {name} must be {_EXPECTED[kind]}, got "
+                                f"{type(value).__name__} {shown(value)}") from None  # fmt: skip
+        raise TypeError(f"{function.__name__}(): arguments of the wrong type: {signature}") from None

@@ -30,6 +30,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from fdsl_app.config import RunCfg, to_dict
 from fdsl_app.data.build import build_datamodule
 from fdsl_app.data.synthetic import EpochSampler
+from fdsl_app.families import resolve_family
 from fdsl_app.files import write_atomic
 from fdsl_app.models.checkpoint import load_pretrained
 from fdsl_app.models.module import ClassifierModule, NonFiniteLossError, create_network
@@ -102,11 +103,14 @@ def _logger(cfg: RunCfg, run_dir: Path) -> Any:
 def preflight(cfg: RunCfg) -> None:
     """What can be refused before the run directory is made, in one line each: a GPU accelerator where torch sees
     none (Lightning's own refusal is a traceback; checked here, not at config load, so that a GPU recipe can be
-    checked on a login node) and the network's name and patch grid (built on the meta device: no memory, no init)."""
+    checked on a login node), the family with its parameter file, and the network's name and patch grid (built on
+    the meta device: no memory, no init)."""
     accelerator = cfg.trainer.accelerator
     if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
         raise ValueError(f"trainer.accelerator={accelerator} but torch sees no CUDA GPU here: run on a GPU node, or "
                          "set trainer.accelerator=cpu (or auto)")  # fmt: skip
+    if cfg.data.source == "family":  # its settings and parameter file (shapes, family), read again by the build
+        resolve_family(cfg.data.family, dict(cfg.data.settings), cfg.data.params)
     if not cfg.model.pretrained:  # timm's own weights would be loaded: the real build checks the same
         with torch.device("meta"):
             create_network(cfg.model, 2, cfg.data.image_size)
