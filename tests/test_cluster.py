@@ -523,3 +523,84 @@ def test_pbs_reads_its_own_request_from_qstat_with_wrapped_lines(tmp_path) -> No
     out = subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True, timeout=60).stdout
     assert out.splitlines() == ["gaa50000", "2:ncpus=192:mpiprocs=8:ngpus=8+1:ncpus=192:mpiprocs=8:ngpus=8",
                                 "24:00:00", "scatter:excl"]  # fmt: skip
+
+
+# -- two Slurm nodes, each in its own network namespace (tests/cluster/start_two_nodes.sh) --------------------------
+
+TWO_NODES = "/etc/slurm-2n/slurm.conf"
+TWO_NODES_REQUIRED = os.environ.get("FDSL_REQUIRE_TWO_NODES") == "1"
+
+
+@pytest.fixture(scope="module")
+def two_nodes() -> None:
+    try:
+        up = subprocess.run(["sinfo", "-h", "-o", "%t"], env=os.environ | {"SLURM_CONF": TWO_NODES},
+                            capture_output=True, text=True, timeout=20).stdout.split() == ["idle"]  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired):
+        up = False
+    if not up:
+        if TWO_NODES_REQUIRED:
+            pytest.fail("the two-node cluster is not up, and FDSL_REQUIRE_TWO_NODES=1 says its tests must run")
+        pytest.skip("needs the two-node cluster (tests/cluster/start_two_nodes.sh)")
+
+
+def sbatch_two_nodes(tmp_path: Path, name: str, overrides: str) -> str:
+    """The sbatch template as a 2-node x 1-task job on the two-node cluster (gloo on each namespace's eth0)."""
+    args = ["sbatch", "--parsable", "-N2", "--gpus-per-node=0", "--ntasks-per-node=1", "--cpus-per-task=1",
+            f"--output={tmp_path}/{name}-%j.out", "slurm/pretrain.sbatch"]  # fmt: skip
+    env = job_env(RECIPE=str(TINY), OVERRIDES=f"root={tmp_path} name={name} {overrides}") | {
+        "SLURM_CONF": TWO_NODES, "GLOO_SOCKET_IFNAME": "eth0"}  # fmt: skip
+    done = subprocess.run(args, env=env, capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip().split(";")[0]
+
+
+def two_node_job(job: str) -> dict[str, str]:
+    text = subprocess.run(["scontrol", "show", "job", job], env=os.environ | {"SLURM_CONF": TWO_NODES},
+                          capture_output=True, text=True, timeout=30).stdout  # fmt: skip
+    return dict(re.findall(r"(\w+)=(\S+)", text))
+
+
+def wait_two_node_job(job: str, timeout: float = 400) -> dict[str, str]:
+    ended = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "PREEMPTED")
+    return wait_for(lambda: (i := two_node_job(job)).get("JobState") in ended and i, timeout, f"job {job}")
+
+
+def tasks_in(namespace: str) -> list[int]:
+    """PIDs of fdsl_app fits running in network namespace `namespace` (a node's job tasks)."""
+    pids = subprocess.run(["ip", "netns", "pids", namespace], capture_output=True, text=True).stdout.split()
+    return [int(p) for p in pids if "fit" in Path(f"/proc/{p}/cmdline").read_bytes().decode(errors="replace")
+            and "fdsl_app" in Path(f"/proc/{p}/cmdline").read_bytes().decode(errors="replace")]  # fmt: skip
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("two_nodes")
+def test_two_nodes_train_each_sample_once_and_a_killed_node_resumes_with_the_uninterrupted_losses(tmp_path) -> None:
+    overrides = "trainer.max_epochs=10 trainer.checkpoint_every_n_steps=5"  # 60 steps over 2 ranks
+    straight = sbatch_two_nodes(tmp_path, "straight", overrides)
+    info = wait_two_node_job(straight)
+    out = (tmp_path / f"straight-{straight}.out").read_text()
+    assert info["JobState"] == "COMPLETED", out[-3000:]
+    for rank in (0, 1):  # one rank per node, meeting at the first node's namespace address
+        assert re.search(rf"cluster: slurm, rank {rank}/2, local rank 0, node {rank}/2, main fdsl-n1:\d+", out), out
+    assert_each_sample_once(tmp_path / "straight", epochs=10)
+
+    # kill -9 of the second node's task mid-run: srun ends the job (--kill-on-bad-exit), which fails cleanly.
+    job = sbatch_two_nodes(tmp_path, "killed", overrides)
+    wait_for((tmp_path / "killed" / "checkpoints" / "last.ckpt").is_file, 300, "the first checkpoint")
+    victims = wait_for(lambda: tasks_in("fdsl-n2"), 60, "the second node's task")
+    for pid in victims:
+        os.kill(pid, signal.SIGKILL)
+    info = wait_two_node_job(job)
+    assert info["JobState"] == "FAILED", info
+    assert not [p for p in tasks_in("fdsl-n1") + tasks_in("fdsl-n2")], "a task outlived its job"
+    # Rank 0 lost its peer: it recorded the failure and gave the run's lock back.
+    assert state(tmp_path / "killed")["state"] == "failed" and not (tmp_path / "killed" / "lock.json").exists()
+    again = sbatch_two_nodes(tmp_path, "killed", overrides)  # the resubmission resumes from the last checkpoint
+    info = wait_two_node_job(again)
+    out = (tmp_path / f"killed-{again}.out").read_text()
+    assert info["JobState"] == "COMPLETED", out[-3000:]
+    assert re.search(r"killed: resumes from \S+last.ckpt \(state failed at step \d+\)", out), out[-3000:]
+    a, b = losses(tmp_path / "straight"), losses(tmp_path / "killed")
+    assert len(a) == len(b) == 60
+    np.testing.assert_allclose(b, a, rtol=1e-5)
