@@ -85,7 +85,8 @@ def test_a_lock_of_an_earlier_run_of_this_job_is_taken_over(tmp_path, capsys, mo
 def test_two_fits_on_one_run_the_second_refuses_and_a_kill_leaves_a_lock_the_next_takes_over(tmp_path, capsys):
     command = [sys.executable, "-m", "fdsl_app", *_fit_cli(tmp_path, "name=r", "trainer.max_steps=100000",
                                                          "trainer.checkpoint_every_n_steps=2")]  # fmt: skip
-    first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # cwd: not the checkout, whose fdsl_app/ (without the built renderer) would shadow the installed package
+    first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path)
     try:
         last = tmp_path / "r" / "checkpoints" / "last.ckpt"
         deadline = time.monotonic() + 120
@@ -222,7 +223,7 @@ def test_a_kill_right_after_a_checkpoint_loses_no_metrics_row(tmp_path):
     straight = fit(tiny_cfg(tmp_path, "name=straight", "trainer.max_steps=8"))
     args = _fit_cli(tmp_path, "name=killed", "trainer.max_steps=8", "trainer.checkpoint_every_n_steps=3")
     died = subprocess.run([sys.executable, "-c", KILL_AFTER_CHECKPOINT, *args], env=os.environ | {"KILL_AT": "6"},
-                          capture_output=True, text=True)  # fmt: skip
+                          capture_output=True, text=True, cwd=tmp_path)  # fmt: skip
     assert died.returncode == -signal.SIGKILL, died.stderr[-2000:]
     assert len(losses(tmp_path / "killed")) < 6  # the rows of the last steps were not yet on disk
     (tmp_path / "killed" / "checkpoints" / "last.ckpt.tmp999999").write_bytes(b"partial")  # a kill mid-write
