@@ -121,15 +121,15 @@ def _has_records(run_dir: Path) -> bool:
     return (run_dir / "state.json").is_file() or (metrics.is_file() and len(metrics.read_text().splitlines()) > 1)
 
 
-def check_fits(path: Path, module: torch.nn.Module) -> None:
-    """Refuse a checkpoint whose weights do not fit `module` (another model, another number of classes), in one line
-    instead of one line per tensor.
+def check_fits(checkpoint: Mapping[str, Any], path: Path, module: torch.nn.Module) -> None:
+    """Refuse `checkpoint` (read from `path`) if its weights do not fit `module` (another model, another number of
+    classes), in one line instead of one line per tensor.
 
     Raises:
-        UnreadableCheckpoint: as :func:`read_checkpoint`; ValueError: tensors missing or of other shapes.
+        ValueError: tensors missing or of other shapes.
     """
     # The network's tensors only: the EMA's are reconciled on load (ClassifierModule.on_load_checkpoint).
-    stored = {k: v for k, v in read_checkpoint(path)["state_dict"].items() if k.startswith("net.")}
+    stored = {k: v for k, v in checkpoint["state_dict"].items() if k.startswith("net.")}
     own = {k: v for k, v in module.state_dict().items() if k.startswith("net.")}
     missing = [k for k in own if k not in stored]
     unexpected = [k for k in stored if k not in own]

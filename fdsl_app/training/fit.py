@@ -223,7 +223,7 @@ def fit(
         trainer = make_trainer(cfg, run_dir, callbacks.all, logger, env, profiler=callbacks.throughput.fetch_timer)
         datamodule, module = build(cfg, trainer)
         if resume_from is not None:
-            check_fits(resume_from, module)
+            check_fits(read_checkpoint(resume_from), resume_from, module)  # mapped: reading it again costs little
         stop_by_steps(trainer, module.max_steps)  # the schedule's length (see DataPosition)
         if before_fit is not None:
             before_fit(trainer)
@@ -277,13 +277,12 @@ def evaluate(
 ) -> dict[str, float]:
     """Validate or test a checkpoint on `cfg`'s data; returns the metrics (`env`: as for :func:`fit`)."""
     checkpoint = Path(checkpoint)
-    read_checkpoint(checkpoint)  # unreadable: refused before anything is built
+    stored = dict(read_checkpoint(checkpoint))  # unreadable: refused before anything is built
+    stored["state_dict"] = dict(stored["state_dict"])  # on_load_checkpoint edits it
     os.makedirs(cfg.run_dir, exist_ok=True)
     trainer = make_trainer(cfg, cfg.run_dir, [], False, env)
     datamodule, module = build(cfg, trainer, training=False)
-    stored = dict(read_checkpoint(checkpoint))
-    stored["state_dict"] = dict(stored["state_dict"])
-    check_fits(checkpoint, module)
+    check_fits(stored, checkpoint, module)
     module.on_load_checkpoint(stored)  # EMA weights in or out, as a resume handles them
     module.load_state_dict(stored["state_dict"])
     run = trainer.validate if stage == "validate" else trainer.test
