@@ -7,9 +7,12 @@ temporary file is removed on every failure the process survives.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+_TEMPORARY = re.compile(r".+\.tmp\d+")  # <target>.tmp<pid>
 
 
 @contextmanager
@@ -28,3 +31,8 @@ def write_atomic(path: str | Path, data: str | bytes) -> None:
     """Write `data` (text as UTF-8) to `path` atomically."""
     with atomic_path(path) as tmp:
         tmp.write_bytes(data.encode() if isinstance(data, str) else data)
+
+
+def leftover_temporaries(folder: Path) -> list[Path]:
+    """The temporary files of :func:`atomic_path` in `folder`: a process killed mid-write leaves them."""
+    return [p for p in folder.glob("*.tmp*") if _TEMPORARY.fullmatch(p.name) and p.is_file()]

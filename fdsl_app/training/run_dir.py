@@ -11,7 +11,6 @@ import csv
 import json
 import logging
 import platform
-import re
 import socket
 import time
 from collections.abc import Iterator
@@ -24,7 +23,7 @@ from lightning.pytorch.utilities import rank_zero_only
 
 from fdsl_app import provenance
 from fdsl_app.config import RunCfg, to_dict, to_yaml
-from fdsl_app.files import atomic_path, write_atomic
+from fdsl_app.files import atomic_path, leftover_temporaries, write_atomic
 from fdsl_app.training import run_lock
 from fdsl_app.training.checkpoints import resume_point
 
@@ -87,8 +86,7 @@ def owned_run_dir(cfg: RunCfg) -> Iterator[tuple[Path, Path | None]]:
 def _remove_stale_temporaries(run_dir: Path) -> None:
     """Remove the temporary files (``<name>.tmp<pid>``, see :mod:`fdsl_app.files`) an earlier fit killed mid-write
     left: only the lock's holder writes here, so none of them is being written now."""
-    stale = [p for folder in (run_dir, run_dir / "checkpoints") for p in folder.glob("*.tmp*")
-             if re.fullmatch(r".+\.tmp\d+", p.name) and p.is_file()]  # fmt: skip
+    stale = leftover_temporaries(run_dir) + leftover_temporaries(run_dir / "checkpoints")
     for path in stale:
         path.unlink(missing_ok=True)
     if stale:
