@@ -76,10 +76,12 @@ def test_a_lock_of_a_dead_process_is_taken_over_and_said_so(tmp_path, capsys):
 def test_a_lock_of_an_earlier_run_of_this_job_is_taken_over(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("SLURM_JOB_ID", "777")  # a requeued job runs again under its id, maybe on another node
     _write_lock(tmp_path / "r", job="slurm:777")
-    assert run_lock.status(tmp_path / "r").endswith("(it is an earlier run of this job, which was requeued)")
+    lock = run_lock.status(tmp_path / "r")
+    assert lock.line.endswith("(it is an earlier run of this job, which was requeued)") and not lock.refuses
     monkeypatch.setenv("SLURM_JOB_ID", "778")
     monkeypatch.setenv("PATH", str(tmp_path / "no-scheduler-here"))  # squeue cannot be asked: no judgement
-    assert run_lock.status(tmp_path / "r").startswith("in use by PID 1 on elsewhere, slurm job 777")
+    lock = run_lock.status(tmp_path / "r")
+    assert lock.line.startswith("in use by PID 1 on elsewhere, slurm job 777") and lock.refuses
 
 
 def test_two_fits_on_one_run_the_second_refuses_and_a_kill_leaves_a_lock_the_next_takes_over(tmp_path, capsys):

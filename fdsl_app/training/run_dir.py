@@ -130,7 +130,7 @@ def run_status(cfg: RunCfg) -> str:
     run_dir, resume_from = inspect_run_dir(cfg)
     lock = run_lock.status(run_dir)
     if lock is not None:
-        return f"run {run_dir}: {lock}" if "refuse" in lock else f"{_plan(cfg, run_dir, resume_from)}; {lock}"
+        return f"run {run_dir}: {lock.line}" if lock.refuses else f"{_plan(cfg, run_dir, resume_from)}; {lock.line}"
     return _plan(cfg, run_dir, resume_from)
 
 

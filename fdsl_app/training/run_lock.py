@@ -19,6 +19,7 @@ import subprocess
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from fdsl_app.files import write_atomic
 
@@ -160,13 +161,17 @@ def release(run_dir: Path, me: Holder) -> None:
         path.unlink(missing_ok=True)
 
 
-def status(run_dir: Path) -> str | None:
-    """A line on the lock of `run_dir` for ``fit --check``: who holds it, or None if nobody does (or a stale
-    holder that a fit would take over)."""
+class LockStatus(NamedTuple):
+    line: str  # who holds the lock, and what a fit would do about it
+    refuses: bool  # a fit now would refuse (else it would take the lock over)
+
+
+def status(run_dir: Path) -> LockStatus | None:
+    """The lock of `run_dir` for ``fit --check``; None if nobody holds it."""
     holder = read_holder(run_dir / LOCK_NAME)
     if holder is None:
         return None
     reason = why_stale(holder, this_process())
     if reason is None:
-        return f"in use by {holder.describe()}: a fit now would refuse"
-    return f"a fit would take over the lock of {holder.describe()} ({reason})"
+        return LockStatus(f"in use by {holder.describe()}: a fit now would refuse", refuses=True)
+    return LockStatus(f"a fit would take over the lock of {holder.describe()} ({reason})", refuses=False)
