@@ -80,14 +80,13 @@ def int_rows(value: np.ndarray | Sequence, name: str, batch: int, columns: int, 
     return np.ascontiguousarray(arr, dtype=dtype)
 
 
-_ACCEPTS = {  # pybind11's signature types -> what passes them; "object" parameters check themselves in C++
-    "str": (str,),
-    "bool": (bool, np.bool_),
-    "typing.SupportsInt | typing.SupportsIndex": (int, np.integer),
-    "typing.SupportsFloat | typing.SupportsIndex": (int, float, np.integer, np.floating),
+# pybind11's signature types -> what passes them, and its name; "object" parameters check themselves in C++.
+_ACCEPTS = {
+    "str": ((str,), "a str"),
+    "bool": ((bool, np.bool_), "a bool"),
+    "typing.SupportsInt | typing.SupportsIndex": ((int, np.integer), "an int"),
+    "typing.SupportsFloat | typing.SupportsIndex": ((int, float, np.integer, np.floating), "a number"),
 }
-_EXPECTED = {"str": "a str", "bool": "a bool", "typing.SupportsInt | typing.SupportsIndex": "an int",
-             "typing.SupportsFloat | typing.SupportsIndex": "a number"}  # fmt: skip
 
 
 def call_native(function, *args):  # noqa: ANN001, ANN201 - any binding of fdsl_app.render._render
@@ -102,8 +101,8 @@ def call_native(function, *args):  # noqa: ANN001, ANN201 - any binding of fdsl_
         signature = text.split("1. (", 1)[1].split(") ->", 1)[0]
         params = [p.split(": ", 1) for p in re.split(r", (?=\w+: )", signature)]
         for (name, kind), value in zip(params, args, strict=False):
-            accepts = _ACCEPTS.get(kind)
-            if accepts is not None and not isinstance(value, accepts):
-                raise TypeError(f"{function.__name__}(): {name} must be {_EXPECTED[kind]}, got "
+            types, expected = _ACCEPTS.get(kind, (object, ""))
+            if not isinstance(value, types):
+                raise TypeError(f"{function.__name__}(): {name} must be {expected}, got "
                                 f"{type(value).__name__} {shown(value)}") from None  # fmt: skip
         raise TypeError(f"{function.__name__}(): arguments of the wrong type: {signature}") from None
