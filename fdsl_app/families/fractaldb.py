@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from fdsl_app import render
-from fdsl_app.families.base import ClassParams, Family
+from fdsl_app.families.base import ClassParams
 from fdsl_app.families.fractaldb_csv import read_fractaldb_csv_folder
 from fdsl_app.families.ifs import IfsFamily, IfsRenderSettings
 from fdsl_app.families.registry import register_family
@@ -138,7 +138,7 @@ class IFSSearchFamily(IfsFamily):
         free = self.free_settings.union(also_free)
         # Our values in place of the file's for the free settings, so the base comparison skips them.
         relaxed = {**params.settings, **{k: mine[k] for k in free if k in mine}}
-        Family.check_params(self, dataclasses.replace(params, settings=relaxed))  # settings only, not the arrays
+        self.check_origin(dataclasses.replace(params, settings=relaxed))
 
     # --- generation ------------------------------------------------------------------------------------------------
 
