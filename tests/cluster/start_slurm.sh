@@ -2,6 +2,7 @@
 # Start a one-node Slurm cluster on this machine (loopback only) for the cluster tests: munge, slurmctld, slurmd.
 # Needs root and Debian's slurm-wlm and munge. Idempotent: a cluster that already answers `sinfo` is left alone.
 set -euo pipefail
+. "$(dirname "$0")/slurm_common.sh"
 
 if sinfo -h >/dev/null 2>&1 && [ "$(sinfo -h -o %t | head -n1)" = idle ]; then
     echo "slurm: already up"; exit 0
@@ -16,31 +17,13 @@ grep -q "^127.0.0.1.*\b$host\b" /etc/hosts || echo "127.0.0.1 $host" >> /etc/hos
 cat > /etc/slurm/slurm.conf <<CONF
 ClusterName=fdsl
 SlurmctldHost=$host(127.0.0.1)
-AuthType=auth/munge
-# A requeued job may start again once the credential of its first run expires (default 120 s): 10 s for the tests.
-AuthInfo=cred_expire=10
-CredType=cred/munge
-ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
-JobAcctGatherType=jobacct_gather/none
-SelectType=select/cons_tres
-SelectTypeParameters=CR_CPU
-SchedulerType=sched/backfill
-ReturnToService=2
-JobRequeue=1
-MpiDefault=none
-SlurmUser=root
-SlurmdUser=root
 StateSaveLocation=$state/ctld
 SlurmdSpoolDir=$state/d
 SlurmctldPidFile=/run/slurmctld.pid
 SlurmdPidFile=/run/slurmd.pid
 SlurmctldLogFile=/var/log/slurm/slurmctld.log
 SlurmdLogFile=/var/log/slurm/slurmd.log
-SlurmctldTimeout=30
-SlurmdTimeout=30
-MinJobAge=600
-KillWait=10
+$(slurm_common_conf)
 NodeName=$host NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem State=UNKNOWN
 PartitionName=debug Nodes=$host Default=YES MaxTime=INFINITE State=UP OverSubscribe=NO
 CONF

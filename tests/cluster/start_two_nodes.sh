@@ -5,9 +5,10 @@
 # tasks run inside their node's namespace: only loopback and the bridge addresses. Needs root, munge (started by
 # start_slurm.sh) and Debian's slurm-wlm; stop_two_nodes.sh takes it down. Idempotent.
 set -euo pipefail
+. "$(dirname "$0")/slurm_common.sh"
 conf=/etc/slurm-2n
 state=/var/spool/slurm-2n
-mkdir -p $conf $state/ctld $state/n1 $state/n2 /var/log/slurm-2n
+mkdir -p $conf $state/ctld $state/fdsl-n1 $state/fdsl-n2 /var/log/slurm-2n
 ip link show br-fdsl >/dev/null 2>&1 || { ip link add br-fdsl type bridge; ip addr add 10.77.0.1/24 dev br-fdsl; ip link set br-fdsl up; }
 for i in 1 2; do
     ns=fdsl-n$i
@@ -27,29 +28,13 @@ ClusterName=fdsl2
 SlurmctldHost=$(hostname -s)(10.77.0.1)
 SlurmctldPort=7817
 SlurmdPort=7818
-AuthType=auth/munge
-AuthInfo=cred_expire=10
-CredType=cred/munge
-ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
-JobAcctGatherType=jobacct_gather/none
-SelectType=select/cons_tres
-SelectTypeParameters=CR_CPU
-ReturnToService=2
-JobRequeue=1
-MpiDefault=none
-SlurmUser=root
-SlurmdUser=root
 StateSaveLocation=$state/ctld
 SlurmdSpoolDir=$state/%n
 SlurmctldPidFile=/run/slurmctld-2n.pid
 SlurmdPidFile=/run/slurmd-2n-%n.pid
 SlurmctldLogFile=/var/log/slurm-2n/slurmctld.log
 SlurmdLogFile=/var/log/slurm-2n/slurmd-%n.log
-SlurmctldTimeout=30
-SlurmdTimeout=30
-MinJobAge=600
-KillWait=10
+$(slurm_common_conf)
 NodeName=fdsl-n1 NodeAddr=10.77.0.11 CPUs=$cpus RealMemory=4000 State=UNKNOWN
 NodeName=fdsl-n2 NodeAddr=10.77.0.12 CPUs=$cpus RealMemory=4000 State=UNKNOWN
 PartitionName=two Nodes=fdsl-n1,fdsl-n2 Default=YES MaxTime=INFINITE State=UP
