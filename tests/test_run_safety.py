@@ -73,6 +73,15 @@ def test_a_lock_of_a_dead_process_is_taken_over_and_said_so(tmp_path, capsys):
     assert not (tmp_path / "r" / "lock.json").exists()  # given back at the end
 
 
+@pytest.mark.parametrize("text", ["", "{not json", '{"host": "h"}'], ids=["empty", "truncated", "no-pid"])
+def test_an_unreadable_lock_file_is_taken_over_and_said_so(tmp_path, capsys, text):
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "lock.json").write_text(text)  # a kill while it was written
+    assert cli.main(_fit_cli(tmp_path, "name=r", "trainer.max_steps=1")) == 0
+    assert "took over the lock of an unknown holder: its lock file is unreadable" in capsys.readouterr().out
+    assert not (tmp_path / "r" / "lock.json").exists()
+
+
 def test_a_lock_of_an_earlier_run_of_this_job_is_taken_over(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("SLURM_JOB_ID", "777")  # a requeued job runs again under its id, maybe on another node
     _write_lock(tmp_path / "r", job="slurm:777")
