@@ -601,3 +601,38 @@ def test_two_nodes_train_each_sample_once_and_a_killed_node_resumes_with_the_uni
     a, b = losses(tmp_path / "straight"), losses(tmp_path / "killed")
     assert len(a) == len(b) == 60
     np.testing.assert_allclose(b, a, rtol=1e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("two_nodes")
+def test_pbs_template_across_two_namespaces_under_mpirun_and_a_killed_node_resumes(tmp_path) -> None:
+    # mpirun starts its daemons in the nodes' namespaces through tests/cluster/netns_rsh.sh instead of ssh.
+    need(shutil.which("mpirun") is not None, "Open MPI's mpirun (Debian: openmpi-bin)")
+    launch = (f"--mca plm_rsh_agent {REPO}/tests/cluster/netns_rsh.sh --mca oob_tcp_if_include 10.77.0.0/24 "
+              "-x GLOO_SOCKET_IFNAME")  # fmt: skip
+    (tmp_path / "nodes").write_text("fdsl-n1\nfdsl-n2\n")
+    env = fake_pbs(tmp_path, "4343.pbs1") | {"PBS_NODEFILE": str(tmp_path / "nodes"), "MPIRUN_ARGS": launch,
+                                             "GLOO_SOCKET_IFNAME": "eth0", "CHAIN": "0"}  # fmt: skip
+    overrides = "trainer.max_epochs=10 trainer.checkpoint_every_n_steps=5"  # 60 steps over 2 ranks
+    straight = run_pbs(env, f"root={tmp_path} name=straight {overrides}")
+    assert straight.returncode == 0, straight.stdout[-3000:] + straight.stderr[-3000:]
+    for rank in (0, 1):  # one rank per namespace, meeting at the first one's address
+        assert f"cluster: openmpi, rank {rank}/2, local rank 0, node {rank}/2, main fdsl-n1:14343" in straight.stdout
+    assert_each_sample_once(tmp_path / "straight", epochs=10)
+
+    # kill -9 of the second node's rank mid-run: mpirun ends the job, which fails with the reason.
+    job = subprocess.Popen(["bash", str(REPO / "slurm" / "pretrain.pbs")], env=env | {
+        "OVERRIDES": f"root={tmp_path} name=killed {overrides}", "PBS_JOBID": "4344.pbs1"}, cwd=REPO,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    wait_for((tmp_path / "killed" / "checkpoints" / "last.ckpt").is_file, 300, "the first checkpoint")
+    for pid in wait_for(lambda: tasks_in("fdsl-n2"), 60, "the second node's rank"):
+        os.kill(pid, signal.SIGKILL)
+    out = job.communicate(timeout=300)[0]
+    assert job.returncode != 0 and "training failed" in out, out[-3000:]
+    assert not tasks_in("fdsl-n1") + tasks_in("fdsl-n2"), "a rank outlived its job"
+    again = run_pbs(env | {"PBS_JOBID": "4345.pbs1"}, f"root={tmp_path} name=killed {overrides}")
+    assert again.returncode == 0 and "the run is finished" in again.stdout, again.stdout[-3000:] + again.stderr[-3000:]
+    assert re.search(r"killed: resumes from \S+last.ckpt", again.stdout), again.stdout[-3000:]
+    a, b = losses(tmp_path / "straight"), losses(tmp_path / "killed")
+    assert len(a) == len(b) == 60
+    np.testing.assert_allclose(b, a, rtol=1e-5)
