@@ -141,6 +141,10 @@ class AugmentCfg:
 
 
 CLUSTERS = ("auto", "torchrun", "slurm", "openmpi", "local")  # trainer.cluster (fdsl_app.cluster)
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")  # trainer.accelerator: Lightning's, less TPUs (no torch_xla)
+# trainer.precision: "auto" and Lightning's values (lightning.fabric.connector._PRECISION_INPUT_STR, with its aliases)
+PRECISIONS = ("auto", "64-true", "64", "32-true", "32", "16-mixed", "16", "bf16-mixed", "bf16", "16-true", "bf16-true",
+              "transformer-engine", "transformer-engine-float16")  # fmt: skip
 DATA_SOURCES = ("family", "cifar10", "cifar100", "imagenet100", "folder")
 
 
@@ -237,6 +241,13 @@ class TrainerCfg:
 
     def __post_init__(self) -> None:
         _choice("trainer", "cluster", self.cluster, CLUSTERS)
+        _choice("trainer", "accelerator", self.accelerator, ACCELERATORS)
+        _choice("trainer", "precision", str(self.precision), PRECISIONS)
+        for name in ("limit_train_batches", "limit_val_batches"):
+            limit = getattr(self, name)
+            if limit is not None and not (0 <= limit <= 1 or (limit > 1 and float(limit).is_integer())):
+                raise ValueError(f"trainer.{name} must be a share of the batches in [0, 1] or a whole number of "
+                                 f"batches, got {limit!r}")  # fmt: skip
         devices = self.devices
         if isinstance(devices, bool) or (isinstance(devices, int) and devices != -1 and devices < 1):
             raise ValueError(f"trainer.devices must be 'auto', -1 (all), a count >= 1 or a list of device indices, "

@@ -19,6 +19,11 @@ CONFIG_CASES = [
     (["data.augment.mean=[0.5,0.5"], r"override 'data.augment.mean=\[0.5,0.5' is not key=value with a YAML value"),
     (["data.batch_size=63", "trainer.devices=2"], r"must split evenly over world size 2"),
     (["trainer.max_stepz=3"], r"unknown config key 'trainer.max_stepz' \(did you mean 'max_steps'\?\)"),
+    (["trainer.precision=17"], r"trainer.precision must be one of 'auto', '64-true', .*, got '17'"),
+    (["trainer.accelerator=tpu"], r"trainer.accelerator must be one of 'auto', 'cpu', 'gpu', 'cuda', 'mps', got 'tpu'"),
+    (["trainer.limit_train_batches=-1"],
+     r"trainer.limit_train_batches must be a share of the batches in \[0, 1\] or a whole number of batches, got -1"),
+    (["trainer.limit_val_batches=2.5"], r"trainer.limit_val_batches must be a share .*, got 2.5"),
 ]
 
 
@@ -61,6 +66,7 @@ FIT_CASES = [
      r"data.image_size=30 is not a multiple of vit_nano_patch4_32's patch size 4: the last 2 px would be dropped "
      r"unseen; use 28 or 32"),
     (["model.name=vit_nano_patch4_23"], r"unknown model.name='vit_nano_patch4_23'; close matches: vit_nano_patch4_32"),
+    (["trainer.strategy=dpp"], r"unknown trainer.strategy='dpp'; close matches: ddp \(or auto\)"),
 ]
 
 
@@ -148,3 +154,12 @@ def test_renderer_arguments_of_the_wrong_type_name_the_argument_in_one_line(func
         getattr(render, function)(**(base | change))
     assert re.search(message, str(caught.value)), str(caught.value)
     assert "\n" not in str(caught.value)
+
+
+def test_settings_lightning_refuses_are_one_line_naming_them(tmp_path, capsys):
+    # Device indices on the CPU: only Lightning's accelerator can judge them, when the Trainer is made.
+    assert cli.main(["fit", f"root={tmp_path}", "trainer.accelerator=cpu", "trainer.devices=[5]"]) == 2
+    err = capsys.readouterr().err
+    assert re.search(r"Lightning refuses the trainer settings \(trainer.accelerator=cpu, devices=\[5\], strategy="
+                     r".*\): `devices` selected with `CPUAccelerator` should be an int > 0", err), err
+    assert "Traceback" not in err and len([line for line in err.splitlines() if "error" in line]) == 1

@@ -11,6 +11,7 @@ them (``env``) and checks the world before the fit starts (``before_fit``). Rank
 
 from __future__ import annotations
 
+import difflib
 import json
 import logging
 import math
@@ -26,6 +27,8 @@ import lightning as L
 import torch
 from lightning.fabric.plugins.environments import ClusterEnvironment
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.strategies import StrategyRegistry
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from fdsl_app.config import RunCfg, to_dict
 from fdsl_app.data.build import build_datamodule
@@ -109,6 +112,10 @@ def preflight(cfg: RunCfg) -> None:
     if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
         raise ValueError(f"trainer.accelerator={accelerator} but torch sees no CUDA GPU here: run on a GPU node, or "
                          "set trainer.accelerator=cpu (or auto)")  # fmt: skip
+    strategy = cfg.trainer.strategy
+    if strategy != "auto" and strategy not in StrategyRegistry:
+        close = ", ".join(difflib.get_close_matches(strategy, StrategyRegistry.available_strategies(), n=3))
+        raise ValueError(f"unknown trainer.strategy={strategy!r}; close matches: {close or 'none'} (or auto)")
     if cfg.data.source == "family":  # its settings and parameter file (shapes, family), read again by the build
         resolve_family(cfg.data.family, dict(cfg.data.settings), cfg.data.params)
     if not cfg.model.pretrained:  # timm's own weights would be loaded: the real build checks the same
@@ -122,15 +129,20 @@ def make_trainer(
     """The Trainer of `cfg`; `env`: the launcher's environment (:mod:`fdsl_app.cluster.environments`); `profiler`:
     a :class:`Throughput`'s ``fetch_timer`` when it is among the callbacks."""
     t = cfg.trainer
-    return L.Trainer(
-        default_root_dir=run_dir, max_epochs=t.max_epochs, max_steps=t.max_steps, accelerator=t.accelerator,
-        devices=t.devices, num_nodes=t.num_nodes, strategy=t.strategy, precision=_precision(t.precision),
-        accumulate_grad_batches=t.accumulate_grad_batches, log_every_n_steps=t.log_every_n_steps,
-        limit_train_batches=t.limit_train_batches, limit_val_batches=t.limit_val_batches,
-        check_val_every_n_epoch=t.val_every_n_epochs, gradient_clip_val=cfg.optim.clip_grad,
-        enable_progress_bar=t.enable_progress_bar, callbacks=callbacks, logger=logger, enable_model_summary=False,
-        plugins=[env] if env is not None else None, profiler=profiler,
-    )  # fmt: skip
+    try:
+        return L.Trainer(
+            default_root_dir=run_dir, max_epochs=t.max_epochs, max_steps=t.max_steps, accelerator=t.accelerator,
+            devices=t.devices, num_nodes=t.num_nodes, strategy=t.strategy, precision=_precision(t.precision),
+            accumulate_grad_batches=t.accumulate_grad_batches, log_every_n_steps=t.log_every_n_steps,
+            limit_train_batches=t.limit_train_batches, limit_val_batches=t.limit_val_batches,
+            check_val_every_n_epoch=t.val_every_n_epochs, gradient_clip_val=cfg.optim.clip_grad,
+            enable_progress_bar=t.enable_progress_bar, callbacks=callbacks, logger=logger, enable_model_summary=False,
+            plugins=[env] if env is not None else None, profiler=profiler,
+        )  # fmt: skip
+    except (MisconfigurationException, ValueError, TypeError, ImportError) as err:  # settings Lightning refuses
+        detail = " ".join(str(err).split())[:300]
+        raise ValueError(f"Lightning refuses the trainer settings (trainer.accelerator={t.accelerator}, devices="
+                         f"{t.devices}, strategy={t.strategy}, precision={t.precision}): {detail}") from None
 
 
 def _steps_per_epoch(cfg: RunCfg, batches: int) -> int:
