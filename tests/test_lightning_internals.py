@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader, Sampler, TensorDataset
 from fdsl_app.training.callbacks import Throughput
 from fdsl_app.training.lightning_internals import (
     LoaderFetchTimer,
+    align_logged_step,
     clear_received_sigterm,
     pending_step_row,
     processed_batches,
@@ -126,6 +127,19 @@ def test_pending_step_row_is_the_row_the_loggers_get_after_the_hooks():
     assert len(step_rows) == 3  # every other step logs
     assert [p for p in predicted if p is not None] == [{k: float(v) for k, v in r.items()} for r in step_rows]
     assert predicted[0] is None and predicted[1] is not None  # steps 1, 3, 5 log nothing
+
+
+@pytest.mark.parametrize("align", [False, True])
+def test_align_logged_step_numbers_the_rows_by_the_optimiser_step(align):
+    class OffByFive(L.Callback):  # a count out of step with the optimiser's, as a restored checkpoint can leave it
+        def on_train_start(self, trainer, pl_module):
+            trainer.fit_loop.epoch_loop._batches_that_stepped = 5
+            if align:
+                align_logged_step(trainer)
+
+    rows = Rows()
+    _trainer(max_steps=3, callbacks=[OffByFive()], logger=rows, log_every_n_steps=1).fit(Logged(), _loader(8))
+    assert [r["step"] for r in rows.rows if "loss" in r] == ([0, 1, 2] if align else [5, 6, 7])
 
 
 def test_clear_received_sigterm_forgets_lightnings_record():

@@ -3,6 +3,7 @@ the records a kill -9 would otherwise lose (metrics rows, partial files)."""
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import re
@@ -180,6 +181,23 @@ def test_a_run_with_records_but_no_checkpoint_says_it_starts_again(trained, tmp_
         path.unlink()
     assert cli.main(_fit_cli(tmp_path, "name=r", "trainer.max_steps=2", "resume=auto")) == 0
     assert "has records of an earlier session but no checkpoint" in capsys.readouterr().out
+
+
+def test_a_resume_from_the_best_checkpoint_of_a_stopped_run_keeps_the_rows_of_an_uninterrupted_run(tmp_path, caplog):
+    # The best checkpoint is saved by the validation that ends a stopped session, where Lightning's own step count
+    # for the loggers is one short.
+    straight = fit(tiny_cfg(tmp_path, "name=straight", "trainer.max_steps=20"))
+    fit(tiny_cfg(tmp_path, "name=r", "trainer.max_steps=20", "trainer.stop_at_step=10"))  # before the epoch ends
+    checkpoints = tmp_path / "r" / "checkpoints"
+    assert [p.name for p in checkpoints.glob("best-*.ckpt")] == ["best-epoch=000-step=00000010.ckpt"]
+    (checkpoints / "last.ckpt").unlink()
+    resumed = fit(tiny_cfg(tmp_path, "name=r", "trainer.max_steps=20", "resume=auto"))
+    assert "there is no" in caplog.text and "best-epoch=000-step=00000010.ckpt, the newest readable" in caplog.text
+    with open(straight.run_dir / "metrics.csv") as a, open(resumed.run_dir / "metrics.csv") as b:
+        rows = [[(r["step"], float(r["train/loss_step"])) for r in csv.DictReader(f) if r.get("train/loss_step")]
+                for f in (a, b)]  # fmt: skip
+    assert [s for s, _ in rows[1]] == [s for s, _ in rows[0]] == [str(i) for i in range(20)]
+    np.testing.assert_allclose([v for _, v in rows[1]], [v for _, v in rows[0]], rtol=1e-5)
 
 
 @pytest.mark.parametrize("verb", ["fit", "validate"])

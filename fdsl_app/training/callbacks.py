@@ -25,6 +25,7 @@ from fdsl_app.data.synthetic import EpochSampler
 from fdsl_app.files import atomic_path
 from fdsl_app.training.lightning_internals import (
     LoaderFetchTimer,
+    align_logged_step,
     pending_step_row,
     processed_batches,
     restart_train_iterator,
@@ -273,6 +274,7 @@ class LastCheckpoint(L.Callback):
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._seen_step = trainer.global_step  # a resumed run's first micro-batch is no step boundary
+        align_logged_step(trainer)  # rows after a resume from a checkpoint other than this one's keep their steps
 
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int

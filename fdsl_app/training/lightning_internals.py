@@ -58,6 +58,15 @@ def pending_step_row(trainer: L.Trainer) -> dict[str, float] | None:
     return row
 
 
+def align_logged_step(trainer: L.Trainer) -> None:
+    """Number the loggers' rows by the optimiser step again after a resume.
+
+    Lightning numbers them by its own count of stepping batches, which a checkpoint saved by the validation at the
+    end of a session (ModelCheckpoint's best) holds one short; on restoring such a checkpoint Lightning does not add
+    it back, so every later row would be labelled a step early. With one optimiser the two counts are the same."""
+    trainer.fit_loop.epoch_loop._batches_that_stepped = trainer.global_step
+
+
 def clear_received_sigterm(trainer: L.Trainer) -> None:
     """Forget a SIGTERM that Lightning's own handler recorded, once our handler has taken it over (else Lightning
     would stop the fit at its next check, without our step-boundary checkpoint)."""
