@@ -132,10 +132,11 @@ def test_pending_step_row_is_the_row_the_loggers_get_after_the_hooks():
 @pytest.mark.parametrize("align", [False, True])
 def test_align_logged_step_numbers_the_rows_by_the_optimiser_step(align):
     class OffByFive(L.Callback):  # a count out of step with the optimiser's, as a restored checkpoint can leave it
-        def on_train_start(self, trainer, pl_module):
-            trainer.fit_loop.epoch_loop._batches_that_stepped = 5
-            if align:
-                align_logged_step(trainer)
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            if batch_idx == 0:
+                trainer.fit_loop.epoch_loop._batches_that_stepped = 5
+                if align:
+                    align_logged_step(trainer)
 
     rows = Rows()
     _trainer(max_steps=3, callbacks=[OffByFive()], logger=rows, log_every_n_steps=1).fit(Logged(), _loader(8))

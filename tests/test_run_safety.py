@@ -183,16 +183,21 @@ def test_a_run_with_records_but_no_checkpoint_says_it_starts_again(trained, tmp_
     assert "has records of an earlier session but no checkpoint" in capsys.readouterr().out
 
 
-def test_a_resume_from_the_best_checkpoint_of_a_stopped_run_keeps_the_rows_of_an_uninterrupted_run(tmp_path, caplog):
-    # The best checkpoint is saved by the validation that ends a stopped session, where Lightning's own step count
-    # for the loggers is one short.
+@pytest.mark.parametrize(("stop", "source"), [(10, "last"), (16, "last"), (10, "best")],
+                         ids=["last-mid-epoch", "last-at-epoch-end", "best"])  # fmt: skip
+def test_a_resume_keeps_the_step_of_every_row_of_an_uninterrupted_run(tmp_path, caplog, stop, source):
+    # Lightning's count of the loggers' step is restored one short from either checkpoint; it adds the one back itself
+    # for last.ckpt (saved at a batch's end), not for the best one (saved by the validation that ends a stopped
+    # session). An epoch is 16 steps.
     straight = fit(tiny_cfg(tmp_path, "name=straight", "trainer.max_steps=20"))
-    fit(tiny_cfg(tmp_path, "name=r", "trainer.max_steps=20", "trainer.stop_at_step=10"))  # before the epoch ends
+    fit(tiny_cfg(tmp_path, "name=r", "trainer.max_steps=20", f"trainer.stop_at_step={stop}"))
     checkpoints = tmp_path / "r" / "checkpoints"
-    assert [p.name for p in checkpoints.glob("best-*.ckpt")] == ["best-epoch=000-step=00000010.ckpt"]
-    (checkpoints / "last.ckpt").unlink()
+    if source == "best":
+        assert [p.name for p in checkpoints.glob("best-*.ckpt")] == ["best-epoch=000-step=00000010.ckpt"]
+        (checkpoints / "last.ckpt").unlink()
     resumed = fit(tiny_cfg(tmp_path, "name=r", "trainer.max_steps=20", "resume=auto"))
-    assert "there is no" in caplog.text and "best-epoch=000-step=00000010.ckpt, the newest readable" in caplog.text
+    if source == "best":
+        assert "there is no" in caplog.text and "best-epoch=000-step=00000010.ckpt, the newest readable" in caplog.text
     with open(straight.run_dir / "metrics.csv") as a, open(resumed.run_dir / "metrics.csv") as b:
         rows = [[(r["step"], float(r["train/loss_step"])) for r in csv.DictReader(f) if r.get("train/loss_step")]
                 for f in (a, b)]  # fmt: skip

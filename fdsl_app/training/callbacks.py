@@ -269,12 +269,22 @@ class LastCheckpoint(L.Callback):
         self.every_n_steps = every_n_steps
         self.stop_at_step = stop_at_step
         self._seen_step = -1
+        self._aligned = False
         self._pending_row: dict[str, float] | None = None
         self.recovered_row: dict[str, float] | None = None  # the pending row of the checkpoint resumed from
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._seen_step = trainer.global_step  # a resumed run's first micro-batch is no step boundary
-        align_logged_step(trainer)  # rows after a resume from a checkpoint other than this one's keep their steps
+        self._aligned = False
+
+    def on_train_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        # At the first batch, after Lightning's own restart adjustment (in its epoch loop's reset, which follows
+        # on_train_start): rows after a resume from any checkpoint keep their steps.
+        if not self._aligned:
+            align_logged_step(trainer)
+            self._aligned = True
 
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int

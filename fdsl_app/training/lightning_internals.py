@@ -59,11 +59,13 @@ def pending_step_row(trainer: L.Trainer) -> dict[str, float] | None:
 
 
 def align_logged_step(trainer: L.Trainer) -> None:
-    """Number the loggers' rows by the optimiser step again after a resume.
+    """Number the loggers' rows by the optimiser step again after a resume; call it at the first training batch.
 
     Lightning numbers them by its own count of stepping batches, which a checkpoint saved by the validation at the
     end of a session (ModelCheckpoint's best) holds one short; on restoring such a checkpoint Lightning does not add
-    it back, so every later row would be labelled a step early. With one optimiser the two counts are the same."""
+    it back (it does for a checkpoint saved at a batch's end, when its epoch loop restarts: after on_train_start, so
+    aligning there would put those a step ahead), and every later row would be labelled a step early. With one
+    optimiser the two counts are the same at a batch's start."""
     trainer.fit_loop.epoch_loop._batches_that_stepped = trainer.global_step
 
 
