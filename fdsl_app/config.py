@@ -155,7 +155,7 @@ class DataCfg:
     source: str = "family"  # one of DATA_SOURCES
     family: str = "onepfrac"  # source=family: a registered family (fdsl_app families)
     settings: dict[str, Any] = field(default_factory=dict)  # source=family: family settings (--set of the CLI)
-    params: str | None = None  # source=family: a parameter file from `fdsl_app search`
+    params: str | None = None  # source=family: a parameter file from `fdsl_app search`, or a named set
     param_seed: int = 0  # source=family without params: seed of generate()
     samples_per_epoch: int | None = None  # source=family: samples per epoch (default: one pass)
     cache_dir: str | None = None  # source=family, mode cached: attractor caches (default: $FDSL_CACHE_DIR or /tmp)

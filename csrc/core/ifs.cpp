@@ -34,7 +34,7 @@ void choose_maps(const double* u, int64_t n, const double* cum, int n_maps, int3
 
 }  // namespace
 
-void reference_chain(const IfsSystem& system, uint32_t seed, int64_t n, double* xs, double* ys, double bounds[4]) {
+void reference_chain(const IfsSystem& system, Mt19937 rng, int64_t n, double* xs, double* ys, double bounds[4]) {
     const int n_maps = system.n_maps;
     double cum[kMaxMaps], a[kMaxMaps], b[kMaxMaps], c[kMaxMaps], d[kMaxMaps], e[kMaxMaps], f[kMaxMaps];
     double total = 0.0;  // running sum in the order Python's `temp_proba += proba` adds
@@ -43,7 +43,6 @@ void reference_chain(const IfsSystem& system, uint32_t seed, int64_t n, double* 
         total += m.p;
         cum[k] = total, a[k] = m.a, b[k] = m.b, c[k] = m.c, d[k] = m.d, e[k] = m.e, f[k] = m.f;
     }
-    Mt19937 rng(seed);
     double x = 0.0, y = 0.0;
     if (n > 0) xs[0] = 0.0, ys[0] = 0.0;
     // Uniforms come in blocks, drawn ahead of the chain: the chain is latency-bound and the generator is not.
@@ -66,6 +65,14 @@ void reference_chain(const IfsSystem& system, uint32_t seed, int64_t n, double* 
             // Bounds cost nothing here: the loop waits on the chain's latency, not on throughput.
             lo_x = x < lo_x ? x : lo_x, hi_x = x > hi_x ? x : hi_x;
             lo_y = y < lo_y ? y : lo_y, hi_y = y > hi_y ? y : hi_y;
+        }
+        // From a NaN in x or y on, every point is NaN in both (NaN * a = NaN, and a kept point stays NaN): write
+        // the rest without running the chain. Divergent systems, common among search candidates, end here early.
+        if (std::isnan(x) || std::isnan(y)) {
+            const double nan = std::numeric_limits<double>::quiet_NaN();
+            std::fill(xs + t0 + k_end, xs + n, nan);
+            std::fill(ys + t0 + k_end, ys + n, nan);
+            break;
         }
     }
     bounds[0] = lo_x, bounds[1] = hi_x, bounds[2] = lo_y, bounds[3] = hi_y;

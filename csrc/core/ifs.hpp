@@ -3,6 +3,8 @@
 #pragma once
 #include <cstdint>
 
+#include "core/rng.hpp"
+
 namespace fdsl {
 
 constexpr int kMaxMaps = 8;
@@ -21,7 +23,13 @@ struct IfsSystem {
 // u[t-1] <= cumsum(p)[j], u = numpy's legacy np.random.seed(seed); np.random.random(n). Float64 throughout.
 // If u exceeds the total probability (a sum rounded below 1) the reference keeps its previous point; so do we.
 // bounds = {xmin, xmax, ymin, ymax} of the points, NaN ignored, for reference_pixels' fast path.
-void reference_chain(const IfsSystem& system, uint32_t seed, int64_t n, double* xs, double* ys, double bounds[4]);
+// The uniforms come from `rng` (a copy): a seed's fresh stream in every published render, the search's one running
+// stream in the published category search (core/published_search.hpp).
+void reference_chain(const IfsSystem& system, Mt19937 rng, int64_t n, double* xs, double* ys, double bounds[4]);
+inline void reference_chain(const IfsSystem& system, uint32_t seed, int64_t n, double* xs, double* ys,
+                            double bounds[4]) {
+    reference_chain(system, Mt19937(seed), n, xs, ys, bounds);
+}
 
 // Reference rescale, as FractalDB's __rescale(): drop the 100 points before the first NaN and every NaN (x first,
 // then y); shift an axis by its minimum if that is negative; pixel = trunc(v / (max - min) * (size - 2 pad) + pad)

@@ -32,12 +32,15 @@ Scratch::Scratch(const IfsRenderOptions& o, int height, int width)
       raster(height, width, RasterOptions{o.raster, o.color, 0}) {}
 
 int64_t render_one(const IfsSystem& system, uint64_t seed, uint64_t patch_seed, int flip, const float* crop,
-                   const IfsRenderOptions& o, const Canvas& canvas, Scratch& s) {
+                   const IfsRenderOptions& o, const Canvas& canvas, Scratch& s, const Mt19937* chain) {
     int64_t n = o.n_points;
     Rasteriser raster(canvas, RasterOptions{o.raster, o.color, flip}, patch_seed, s.raster);
     if (o.mode == Mode::Reference) {
         double bounds[4];
-        reference_chain(system, uint32_t(seed), n, s.xd.data(), s.yd.data(), bounds);
+        if (chain != nullptr)
+            reference_chain(system, *chain, n, s.xd.data(), s.yd.data(), bounds);
+        else
+            reference_chain(system, uint32_t(seed), n, s.xd.data(), s.yd.data(), bounds);
         if (reference_points_regular(s.xd.data(), s.yd.data(), n, bounds, o.pad)) {
             for (int64_t first = 0; first < n; first += kChunk) {
                 const int64_t k = std::min(kChunk, n - first);
@@ -104,6 +107,11 @@ void render_ifs_batch(const IfsBatch& b, const IfsRenderOptions& o, int threads)
 
 void fill_rate_batch(const IfsSystem* systems, int64_t size, const uint64_t* seeds, int64_t n_points, int image_size,
                      int pad, int threads, double* rates) {
+    fill_rate_batch(systems, size, seeds, nullptr, n_points, image_size, pad, threads, rates);
+}
+
+void fill_rate_batch(const IfsSystem* systems, int64_t size, const uint64_t* seeds, const Mt19937* chains,
+                     int64_t n_points, int image_size, int pad, int threads, double* rates) {
     check_sides(image_size, image_size);
     IfsRenderOptions o;
     o.mode = Mode::Reference, o.n_points = n_points, o.pad = pad, o.raster = Raster::Point;
@@ -114,7 +122,11 @@ void fill_rate_batch(const IfsSystem* systems, int64_t size, const uint64_t* see
     for (int w = 0; w < workers; ++w) scratch.emplace_back(o, image_size, image_size);
     parallel_for(size, workers, [&](int64_t i, int worker) {
         const Canvas canvas{images[worker].data(), image_size, image_size, 1};
-        render_one(systems[i], seeds[i], 0, 0, nullptr, o, canvas, scratch[worker]);
+        if (chains != nullptr) {
+            render_one(systems[i], 0, 0, 0, nullptr, o, canvas, scratch[worker], &chains[i]);
+        } else {
+            render_one(systems[i], seeds[i], 0, 0, nullptr, o, canvas, scratch[worker]);
+        }
         int64_t lit = 0;
         for (uint8_t v : images[worker]) lit += v != 0;
         rates[i] = double(lit) / double(pixels);

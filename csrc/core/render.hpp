@@ -43,6 +43,9 @@ void render_ifs_batch(const IfsBatch& batch, const IfsRenderOptions& options, in
 // Share of non-zero pixels of a reference-mode point render (size x size, pad), per system.
 void fill_rate_batch(const IfsSystem* systems, int64_t size, const uint64_t* seeds, int64_t n_points, int image_size,
                      int pad, int threads, double* rates);
+// The same with each chain's uniforms drawn from (a copy of) `chains[i]` instead of a seed.
+void fill_rate_batch(const IfsSystem* systems, int64_t size, const uint64_t* seeds, const Mt19937* chains,
+                     int64_t n_points, int image_size, int pad, int threads, double* rates);
 
 void render_contour_batch(const ContourParams* params, int64_t size, ContourStyle style, const uint64_t* seeds,
                           double canvas_size, uint8_t* out, int height, int width, int channels, int threads);

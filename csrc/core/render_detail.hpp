@@ -28,9 +28,10 @@ struct Scratch {
 };
 
 // Renders one image into `canvas` (points, pixels, raster); returns the number of points drawn. `crop`: null, or
-// (left, top, width, height) of IfsBatch::crops (fast mode).
+// (left, top, width, height) of IfsBatch::crops (fast mode). `chain`: reference mode draws its uniforms from (a copy
+// of) this stream instead of a fresh Mt19937(seed).
 int64_t render_one(const IfsSystem& system, uint64_t seed, uint64_t patch_seed, int flip, const float* crop,
-                   const IfsRenderOptions& o, const Canvas& canvas, Scratch& s);
+                   const IfsRenderOptions& o, const Canvas& canvas, Scratch& s, const Mt19937* chain = nullptr);
 
 // The core's own guard of the side cap, whoever calls it: the int32 pixel offsets of raster.cpp rely on it.
 // Throws std::invalid_argument for a side outside [1, kMaxSide].

@@ -72,6 +72,14 @@ class Mt19937 {
         const uint32_t a = next_u32() >> 5, b = next_u32() >> 6;
         return to_double(a, b);
     }
+    // Moves the stream past `words` 32-bit draws without tempering them (a skipped block costs one twist).
+    void skip(uint64_t words) {
+        while (words > 0) {
+            if (index_ >= kN) twist();
+            const uint64_t k = std::min<uint64_t>(words, kN - index_);
+            index_ += uint32_t(k), words -= k;
+        }
+    }
     // The next `count` doubles, as next_double() would give them; whole blocks at a time so the loop vectorises.
     void fill_doubles(double* out, int64_t count) {
         while (count > 0) {

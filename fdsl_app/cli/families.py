@@ -8,6 +8,7 @@ Each pair ``configure_*`` / ``run_*`` is wired into :data:`fdsl_app.cli.COMMANDS
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,16 @@ from typing import Any
 from fdsl_app import render
 from fdsl_app.cli.args import UsageError, add_family_arguments, add_threads, int_arg, say, seed_arg, setting_arg
 from fdsl_app.data import export
-from fdsl_app.families import ClassParams, Family, create_family, family_class, list_families, preview, resolve_family
+from fdsl_app.families import (
+    ClassParams,
+    Family,
+    create_family,
+    family_class,
+    list_families,
+    named_params,
+    preview,
+    resolve_family,
+)
 
 MAX_COLUMNS = 64
 SIZE = int_arg(2 * 6 + 1, 2048, " (more than twice the 6 px pad)")
@@ -49,6 +59,9 @@ def run_families(args: argparse.Namespace) -> int:
         family = create_family(name)
         doc = (family_class(name).__doc__ or "").strip().splitlines()[0]
         say(f"{name:12s} {family.num_classes:>6,} classes x {family.instances_per_class:>5,} instances  {doc}")
+    say("named parameter sets (--params NAME, data.params: NAME; made on first use):")
+    for name, description in named_params().items():
+        say(f"  {name}: {description}")
     return 0
 
 
@@ -58,7 +71,11 @@ def run_families(args: argparse.Namespace) -> int:
 def configure_search(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("family", help="family name (see `fdsl_app families`)")
     parser.add_argument("--classes", type=int, default=None, help="number of classes (default: the family's)")
-    parser.add_argument("--seed", type=seed_arg, default=0, help="seed of the search (default 0)")
+    parser.add_argument("--seed", type=seed_arg, default=None, help="seed of the search (default 0; with --published 1)")
+    parser.add_argument("--published", action="store_true",
+                        help="FractalDB/OFDB: replay the published search script's one numpy stream (setting "
+                             "published_stream); with the default seed 1 and 1000 classes: the published FractalDB-1k "
+                             "categories, bit for bit")  # fmt: skip
     parser.add_argument("-o", "--output", type=Path, required=True, help="parameter file to write (.npz)")
     parser.add_argument("--set", dest="settings", type=setting_arg, action="append", default=[], metavar="KEY=VALUE",
                         help="override a family setting (repeatable), e.g. --set fill_threshold=0.1")  # fmt: skip
@@ -69,12 +86,18 @@ def run_search(args: argparse.Namespace) -> int:
     from fdsl_app.families import search  # the search machinery (and tqdm) only when searching
 
     overrides = dict(args.settings) | ({} if args.classes is None else {"classes": args.classes})
+    if args.published:
+        if "published_stream" not in {f.name for f in dataclasses.fields(family_class(args.family).Settings)}:
+            raise UsageError(f"--published replays FractalDB's published search; family {args.family!r} has none "
+                             "(use fractaldb or ofdb)")  # fmt: skip
+        overrides["published_stream"] = True
+    seed = args.seed if args.seed is not None else 1 if args.published else 0
     family = create_family(args.family, **overrides)
     if not args.output.parent.is_dir():
         raise UsageError(f"output folder {args.output.parent} does not exist; create it or choose another -o path")
     start = time.perf_counter()
-    params = search.run_search(family, args.seed, args.output, progress=args.progress)
-    say(f"wrote {args.output} ({params.num_classes} {family.name} classes, seed {args.seed})")
+    params = search.run_search(family, seed, args.output, progress=args.progress)
+    say(f"wrote {args.output} ({params.num_classes} {family.name} classes, seed {seed})")
     say(search.format_stats(params.stats))
     say(f"elapsed: {time.perf_counter() - start:.1f} s")
     return 0

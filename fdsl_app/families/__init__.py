@@ -10,13 +10,17 @@ from fdsl_app.families.registry import (
     family_class,
     list_families,
     make_settings,
+    named_params,
+    params_file,
     register_family,
+    register_named_params,
     resolve_family,
 )
 
 __all__ = [
     "RENDER_SETTINGS", "ClassParams", "Family", "create_family", "family_class", "list_families", "load_params",
-    "make_settings", "register_family", "resolve_family", "save_params",
+    "make_settings", "named_params", "params_file", "register_family", "register_named_params", "resolve_family",
+    "save_params",
 ]  # fmt: skip
 
 # Family modules register themselves on import.

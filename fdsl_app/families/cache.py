@@ -12,12 +12,9 @@ there and skips the build.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import os
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +23,7 @@ import numpy as np
 from tqdm import tqdm
 
 from fdsl_app import render
-from fdsl_app.files import atomic_path
+from fdsl_app.files import atomic_path, locked
 
 #: Bumped whenever the bits a cache holds for the same inputs change.
 FORMAT = 1
@@ -108,7 +105,7 @@ def open_cache(
                          "data.cache_dir (or FDSL_CACHE_DIR) to a writeable folder") from None  # fmt: skip
     key = digest(systems, n_maps, side=side, n_points=n_points, dilate=dilate)
     path = folder / f"{name}-{side}px-{key}.npy"
-    with _locked(path.with_name(path.name + ".lock")):
+    with locked(path.with_name(path.name + ".lock")):
         if not path.is_file():
             shape = (len(systems), side, -(-side // 64))
             with atomic_path(path) as tmp:
@@ -118,14 +115,3 @@ def open_cache(
                 words.flush()
                 del words
     return AttractorCache(path, dilate)
-
-
-@contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """An exclusive lock on `path` (created if missing) for the block: one builder per node, the others wait."""
-    with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -2,6 +2,8 @@
 
 ``register_family`` (a class decorator), ``list_families("frac*")`` (wildcards), ``create_family(name, **settings)``
 (keyword overrides of the family's ``Settings``, type-checked; an unknown name or setting lists the known ones).
+Named parameter sets (``register_named_params``): a run may name one, e.g. ``fractaldb1k-published``, wherever it
+takes a parameter file; the set's maker writes the file on first use.
 """
 
 from __future__ import annotations
@@ -12,12 +14,15 @@ import fnmatch
 import typing
 import warnings
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from fdsl_app.families.base import RENDER_SETTINGS, ClassParams, Family, SettingsMismatch
 from fdsl_app.families.params_io import load_params
 
 _FAMILIES: dict[str, type[Family]] = {}
+#: name -> (one-line description, a function that returns the set's parameter file, making it when missing)
+_NAMED_PARAMS: dict[str, tuple[str, Callable[[], Path]]] = {}
 
 
 def register_family(cls: type[Family]) -> type[Family]:
@@ -26,6 +31,35 @@ def register_family(cls: type[Family]) -> type[Family]:
         warnings.warn(f"family {cls.name!r} registered twice; the later definition wins", stacklevel=2)
     _FAMILIES[cls.name] = cls
     return cls
+
+
+def register_named_params(name: str, description: str, make: Callable[[], Path]) -> None:
+    """Let runs name a parameter set instead of a file: `make` returns its file, writing it on first use."""
+    _NAMED_PARAMS[name] = (description, make)
+
+
+def named_params() -> dict[str, str]:
+    """The named parameter sets and their descriptions."""
+    return {name: description for name, (description, _) in sorted(_NAMED_PARAMS.items())}
+
+
+def params_file(params: str | Path) -> Path:
+    """The parameter file a run gave: a path, or the file of a named set (made now if missing).
+
+    Raises:
+        ValueError: neither an existing file nor a set's name (the message lists the names).
+    """
+    if str(params) in _NAMED_PARAMS:
+        return _NAMED_PARAMS[str(params)][1]()
+    path = Path(params)
+    if not path.is_file():
+        close = difflib.get_close_matches(str(params), _NAMED_PARAMS, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ValueError(
+            f"parameter file {path} does not exist{hint}: give a file written by `fdsl_app search` or a named set "
+            f"({', '.join(named_params()) or 'none'})"
+        )
+    return path
 
 
 def list_families(pattern: str = "*") -> list[str]:
@@ -64,6 +98,7 @@ def resolve_family(
         if name is None:
             raise ValueError("name a family (see `fdsl_app families`) or give a parameter file")
         return create_family(name, **settings), None
+    params_path = params_file(params_path)
     params = load_params(params_path)
     name = name or params.family
     family_class(name)  # an unknown name is reported as such, before the file's settings are tried on it

@@ -18,9 +18,9 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 from tqdm import tqdm
@@ -55,6 +55,7 @@ class SearchState:
         fill: fill rate of each accepted system ``(A,)``.
         candidate: global candidate index of each accepted system ``(A,)``.
         seconds: search time spent so far, over all sessions.
+        tried: candidates examined per map count N ``(MAX_MAPS + 1,)`` (all zero in checkpoints of older versions).
     """
 
     seed: int
@@ -64,6 +65,7 @@ class SearchState:
     fill: np.ndarray
     candidate: np.ndarray
     seconds: float = 0.0
+    tried: np.ndarray = field(default_factory=lambda: np.zeros(render.MAX_MAPS + 1, np.int64))
 
     @classmethod
     def empty(cls, seed: int, max_maps: int) -> SearchState:
@@ -80,13 +82,14 @@ class SearchState:
     @classmethod
     def from_arrays(cls, seed: int, arrays: dict[str, np.ndarray]) -> SearchState:
         """Inverse of :meth:`to_arrays`; ValueError if arrays are missing or inconsistent."""
-        names = [f.name for f in dataclasses.fields(cls) if f.name != "seed"]
+        names = [f.name for f in dataclasses.fields(cls) if f.name not in ("seed", "tried")]
         missing = [n for n in names if n not in arrays]
         if missing:
             raise ValueError(f"search state lacks arrays {missing}")
         state = cls(seed, int(arrays["consumed"]), np.asarray(arrays["params"], np.float64),
                     np.asarray(arrays["n_maps"], np.int32), np.asarray(arrays["fill"], np.float64),
-                    np.asarray(arrays["candidate"], np.int64), float(arrays["seconds"]))  # fmt: skip
+                    np.asarray(arrays["candidate"], np.int64), float(arrays["seconds"]),
+                    np.asarray(arrays.get("tried", np.zeros(render.MAX_MAPS + 1)), np.int64))  # fmt: skip
         sizes = {len(state.params), len(state.n_maps), len(state.fill), len(state.candidate)}
         if len(sizes) != 1 or (state.accepted and state.candidate[-1] >= state.consumed):
             raise ValueError("search state arrays are inconsistent")
@@ -98,8 +101,10 @@ class SearchState:
             return self
         consumed = int(self.candidate[classes - 1]) + 1
         keep = slice(0, classes)
+        # The per-N counts cannot be cut at a candidate: zeroed, so that stats recounts them.
         return dataclasses.replace(self, consumed=consumed, params=self.params[keep], n_maps=self.n_maps[keep],
-                                   fill=self.fill[keep], candidate=self.candidate[keep])  # fmt: skip
+                                   fill=self.fill[keep], candidate=self.candidate[keep],
+                                   tried=np.zeros_like(self.tried))  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -122,6 +127,8 @@ class CategorySearch:
     search_size: int
     search_points: int
     search_pad: int
+    #: How candidates are drawn (reported in the statistics): batches from ``SeedSequence([seed, batch])``.
+    stream: ClassVar[str] = "seeded"
 
     @classmethod
     def of(cls, name: str, settings: Any) -> CategorySearch:
@@ -173,27 +180,32 @@ class CategorySearch:
             SearchExhaustedError: the candidate budget ran out before ``classes`` were accepted.
         """
         while state.accepted < self.classes:
-            if state.consumed >= self.budget:
-                raise SearchExhaustedError(
-                    f"{self.name} search found {state.accepted} of {self.classes} classes with fill rate >= "
-                    f"{self.fill_threshold} in {state.consumed} candidates (the budget); lower fill_threshold, "
-                    "raise max_candidates or ask for fewer classes"
-                )
+            self._check_budget(state)
             start = time.perf_counter()
             batch, offset = divmod(state.consumed, SEARCH_BATCH)
             stop = min(SEARCH_BATCH, self.budget - batch * SEARCH_BATCH)
             params, n_maps = self.candidates(state.seed, batch)
-            state = self._accept(state, params[offset:stop], n_maps[offset:stop])
-            yield dataclasses.replace(state, seconds=state.seconds + time.perf_counter() - start)
+            params, n_maps = params[offset:stop], n_maps[offset:stop]
+            state = self._accept(state, params, n_maps, self.fill_rate(params, n_maps))
+            state = dataclasses.replace(state, seconds=state.seconds + time.perf_counter() - start)
+            yield state
+
+    def _check_budget(self, state: SearchState) -> None:
+        if state.consumed >= self.budget:
+            raise SearchExhaustedError(
+                f"{self.name} search found {state.accepted} of {self.classes} classes with fill rate >= "
+                f"{self.fill_threshold} in {state.consumed} candidates (the budget); lower fill_threshold, "
+                "raise max_candidates or ask for fewer classes"
+            )
 
     def fill_rate(self, params: np.ndarray, n_maps: np.ndarray) -> np.ndarray:
         """The search's fill rate of each system."""
         return render.fill_rate(params, n_maps=n_maps, n_points=self.search_points, size=self.search_size,
                                 pad=self.search_pad, seeds=render.REFERENCE_SEED)  # fmt: skip
 
-    def _accept(self, state: SearchState, params: np.ndarray, n_maps: np.ndarray) -> SearchState:
-        """`state` after examining the next candidates `params` in order (stopping at the last class needed)."""
-        fill = self.fill_rate(params, n_maps)
+    def _accept(self, state: SearchState, params: np.ndarray, n_maps: np.ndarray, fill: np.ndarray) -> SearchState:
+        """`state` after examining the next candidates `params` (their fill rates `fill`) in order, stopping at the
+        last class needed."""
         hits = np.flatnonzero(fill >= self.fill_threshold)[: self.classes - state.accepted]
         done = state.accepted + len(hits) == self.classes
         used = int(hits[-1]) + 1 if done and len(hits) else len(params)
@@ -201,24 +213,63 @@ class CategorySearch:
             state, consumed=state.consumed + used, params=np.concatenate([state.params, params[hits]]),
             n_maps=np.concatenate([state.n_maps, n_maps[hits]]), fill=np.concatenate([state.fill, fill[hits]]),
             candidate=np.concatenate([state.candidate, state.consumed + hits]),
+            tried=state.tried + np.bincount(n_maps[:used], minlength=len(state.tried)),
         )  # fmt: skip
+
+    def map_counts(self, state: SearchState) -> np.ndarray:
+        """Candidates examined per map count N, their draws regenerated (cheap): for states that lack the count."""
+        tried = np.zeros(render.MAX_MAPS + 1, np.int64)
+        for batch in range(-(-state.consumed // SEARCH_BATCH)):
+            n_maps = self.candidates(state.seed, batch)[1][: state.consumed - batch * SEARCH_BATCH]
+            tried += np.bincount(n_maps, minlength=len(tried))
+        return tried
 
     def stats(self, state: SearchState) -> dict[str, Any]:
         """Candidates, acceptance overall and per map count N, time and throughput of a search."""
-        tried = np.zeros(render.MAX_MAPS + 1, np.int64)
-        for batch in range(-(-state.consumed // SEARCH_BATCH)):  # N of each candidate, regenerated (cheap)
-            n_maps = self.candidates(state.seed, batch)[1][: state.consumed - batch * SEARCH_BATCH]
-            tried += np.bincount(n_maps, minlength=len(tried))
+        tried = state.tried if state.tried.sum() == state.consumed else self.map_counts(state)
         hits = np.bincount(state.n_maps, minlength=len(tried))
         per_n = {
             str(n): {"candidates": int(tried[n]), "accepted": int(hits[n]), "rate": float(hits[n] / tried[n])}
             for n in range(len(tried)) if tried[n]
         }  # fmt: skip
         return {
-            "source": "search", "candidates": state.consumed, "accepted": state.accepted,
+            "source": "search", "stream": self.stream, "candidates": state.consumed, "accepted": state.accepted,
             "acceptance_rate": state.accepted / max(state.consumed, 1), "per_maps": per_n,
             "seconds": round(state.seconds, 3), "candidates_per_second": state.consumed / max(state.seconds, 1e-9),
         }  # fmt: skip
+
+
+@dataclass(frozen=True)
+class PublishedSearch(CategorySearch):
+    """The published search script itself: one numpy stream, ``np.random.seed(seed)`` once, from which candidates
+    and their chains draw in turn (:class:`fdsl_app.render.PublishedStream`); seed 1 gives FractalDB-1k's
+    published categories. Resuming redraws the examined candidates' parameters without rendering them."""
+
+    stream = "published"
+
+    def start(self, seed: int) -> SearchState:
+        if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or not 0 <= seed < 2**32:
+            raise ValueError(f"the published search's seed is numpy's legacy seed, an int in [0, 2**32), got {seed!r}")
+        return SearchState.empty(int(seed), self.max_maps)
+
+    def _stream(self, seed: int) -> render.PublishedStream:
+        return render.PublishedStream(seed, min_maps=self.min_maps, max_maps=self.max_maps,
+                                      param_range=self.param_range, n_points=self.search_points)  # fmt: skip
+
+    def steps(self, state: SearchState) -> Iterator[SearchState]:
+        stream = self._stream(state.seed)
+        stream.skip(state.consumed)
+        while state.accepted < self.classes:
+            self._check_budget(state)
+            start = time.perf_counter()
+            count = min(SEARCH_BATCH, self.budget - state.consumed)
+            params, n_maps, fill = stream.examine(count, size=self.search_size, pad=self.search_pad)
+            state = self._accept(state, params, n_maps, fill)
+            state = dataclasses.replace(state, seconds=state.seconds + time.perf_counter() - start)
+            yield state
+
+    def map_counts(self, state: SearchState) -> np.ndarray:
+        return np.bincount(self._stream(state.seed).skip(state.consumed), minlength=render.MAX_MAPS + 1)
 
 
 @runtime_checkable

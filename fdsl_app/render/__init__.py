@@ -170,6 +170,43 @@ def fill_rate(
     )  # fmt: skip
 
 
+class PublishedStream:
+    """The published FractalDB category search's one random stream, replayed (``fdsl-spec.md`` 2.1).
+
+    ``param_search/ifs_search.py`` seeds numpy once (``np.random.seed(seed)``) and every candidate draws from that
+    stream in turn, accepted or not: ``N = randint(min_maps, max_maps + 1)``, ``uniform(-r, r, 6)`` per map, p from
+    ``|det|``, then ``random(n_points)`` for its chain. The candidates come out in order (the C++ generator is
+    numpy's legacy MT19937 and its ``randint``/``uniform`` rules); their fill-rate renders run on all cores, each
+    from a copy of the stream at its chain's start. With seed 1 and the defaults it yields the published
+    FractalDB-1k categories, values bit for bit.
+    """
+
+    def __init__(
+        self, seed: int = 1, *, min_maps: int = 2, max_maps: int = 7, param_range: float = 1.0, n_points: int = 100_000
+    ) -> None:
+        self._native = call_native(
+            _render.PublishedStream, int_arg(seed, "seed"), int_arg(min_maps, "min_maps"),
+            int_arg(max_maps, "max_maps"), float(param_range), int_arg(n_points, "n_points"),
+        )  # fmt: skip
+
+    @property
+    def consumed(self) -> int:
+        """Candidates drawn so far."""
+        return int(self._native.consumed)
+
+    def examine(
+        self, count: int, *, size: int = 512, pad: int = 6, threads: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The next `count` candidates: params ``(count, max_maps, 7)`` (rows past N zero), ``n_maps``, and the fill
+        rate of each one's reference point render at `size` px with `pad` (its chain from the stream)."""
+        return call_native(self._native.examine, int_arg(count, "count"), int_arg(size, "size"),
+                           int_arg(pad, "pad"), threads_arg(threads))  # fmt: skip
+
+    def skip(self, count: int) -> np.ndarray:
+        """Move past `count` candidates without rendering them; returns their map counts."""
+        return call_native(self._native.skip, int_arg(count, "count"))
+
+
 def render_contours(
     params: np.ndarray,
     out: np.ndarray,
