@@ -3,9 +3,9 @@
 Every DataModule yields ``(float images (B, 3, S, S), int64 labels (B,))`` already augmented and normalised by the
 timm/DeiT transform of :func:`~fdsl_app.data.augment.real_transforms` in the loader workers; the validation split
 is the dataset's test/val split. Nothing is downloaded at run time: a missing dataset raises
-:class:`DatasetNotFoundError`, which says where to put which archive. Each DataModule also says which data it read (:meth:`RealDataModule.source_record`,
-``data.json`` of a run): the MD5 of each CIFAR batch file against the official ones, the ImageNet-100 class list
-and the image counts found against the list's.
+:class:`DatasetNotFoundError`, which says where to put which archive. Each DataModule also says which data it
+read (:meth:`RealDataModule.source_record`, ``data.json`` of a run): the MD5 of each CIFAR batch file against the
+official ones; the ImageNet-100 class list, and the image counts found against the list's.
 """
 
 from __future__ import annotations
