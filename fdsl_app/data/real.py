@@ -256,8 +256,8 @@ class CIFAR10DataModule(RealDataModule):
         files = self.source_record()["files"]
         differ = [name for name, f in files.items() if not f["official"]]
         if not differ:
-            return f"{self.name}: {len(files)} files read from {self.folder_path}, their MD5s match the official " \
-                   f"{self.archive} batches", True  # fmt: skip
+            count = f"{len(files)} file{'s' if len(files) != 1 else ''}"
+            return f"{self.name}: {count} read from {self.folder_path}, MD5s as the official {self.archive}", True
         return (f"{self.name}: {len(differ)} of the {len(files)} files read from {self.folder_path} are not the "
                 f"official {self.archive} batches ({', '.join(differ)}: MD5s in data.json)"), False  # fmt: skip
 
