@@ -156,14 +156,16 @@ def test_class_lists_load_with_their_counts(tmp_path: Path) -> None:
 def test_imagenet100_counts_differing_from_the_list_are_a_warning_and_recorded(tmp_path: Path, caplog) -> None:
     write_imagenet100(tmp_path / "data")  # one image per class and split: a partial copy of the CMC list
     dm = ImageNet100DataModule(tmp_path / "data", augment=QUIET, batch_size=4)
-    with caplog.at_level(logging.WARNING, logger="fdsl_app"):
-        dm.setup("fit")
-    warnings = [r.getMessage() for r in caplog.records]
-    assert any("100 train images" in w and "class list cmc has 126,689" in w for w in warnings), warnings
-    assert any("100 val images" in w and "class list cmc has 5,000" in w for w in warnings), warnings
+    dm.setup("fit")
     run = tmp_path / "run"
     run.mkdir()
-    record_data_source(dm, run)
+    with caplog.at_level(logging.INFO, logger="fdsl_app"):
+        record_data_source(dm, run)
+    [warning] = caplog.records
+    message = warning.getMessage()
+    assert warning.levelno == logging.WARNING and message.endswith(f"(details: {run / 'data.json'})")
+    assert "100 train images" in message and "class list cmc has 126,689" in message
+    assert "100 val images" in message and "class list cmc has 5,000" in message
     record = json.loads((run / "data.json").read_text())
     assert record["images"] == {"train": 100, "val": 100} and record["counts_match"] is False
     assert record["class_list"]["name"] == "cmc" and record["class_list"]["wnids"] == imagenet100_wnids()
@@ -176,9 +178,11 @@ def test_imagenet100_counts_differing_from_the_list_are_a_warning_and_recorded(t
     caplog.clear()
     cfg = RunCfg(data=DataCfg(source="imagenet100", root=str(tmp_path / "data"), class_list=str(own), batch_size=4))
     matched, _ = build_datamodule(cfg)
-    with caplog.at_level(logging.WARNING, logger="fdsl_app"):
-        matched.setup("fit")
-    assert caplog.records == [] and matched.source_record()["counts_match"] is True  # type: ignore[attr-defined]
+    matched.setup("fit")
+    with caplog.at_level(logging.INFO, logger="fdsl_app"):
+        record_data_source(matched, None)
+    assert [r.levelno for r in caplog.records] == [logging.INFO]
+    assert matched.source_record()["counts_match"] is True  # type: ignore[attr-defined]
     assert matched.source_summary() == (  # type: ignore[attr-defined]
         f"ImageNet-100 (class list {own}, 100 classes): 100 train and 100 val images under {tmp_path / 'data'}, "
         "as the list has", True)  # fmt: skip

@@ -11,7 +11,6 @@ official ones; the ImageNet-100 class list, and the image counts found against t
 from __future__ import annotations
 
 import hashlib
-import logging
 import pickle
 import random
 from collections.abc import Callable
@@ -31,8 +30,6 @@ from fdsl_app.data.class_lists import ClassList, load_class_list
 from fdsl_app.data.loader import make_loader
 from fdsl_app.data.synthetic import EpochSampler, trainer_replicas
 from fdsl_app.render.keys import sample_keys
-
-log = logging.getLogger("fdsl_app")
 
 CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar.html"
 
@@ -372,8 +369,9 @@ class ImageNet100DataModule(RealDataModule):
     Expects ``root/train/<wnid>/*.JPEG`` and ``root/val/<wnid>/*.JPEG`` (validation re-foldered by class, as for
     ImageFolder); other class folders (the rest of ImageNet-1k) are ignored. Label = index of the wnid in the list.
     `class_list`: a shipped list's name (``cmc``, Tian et al.'s CMC list, the default) or a list file's path. A
-    missing class folder is an error; image counts that differ from the list's are a warning (a partial copy, or
-    another list's data), and :meth:`source_record` keeps both.
+    missing class folder is an error; image counts that differ from the list's (a partial copy, or another list's
+    data) make :meth:`source_summary` a warning (the run logs it once, at start-up) and :meth:`source_record` keeps
+    both.
     """
 
     name = "ImageNet-100"
@@ -397,12 +395,7 @@ class ImageNet100DataModule(RealDataModule):
         return len(self.wnids)
 
     def make_dataset(self, train: bool, transform: Transform) -> Dataset[Any]:
-        split = "train" if train else "val"
-        dataset = FixedClassFolder(self.root / split, self.wnids, transform)
-        problem = self._count_problem(split, len(dataset))
-        if problem:
-            log.warning(f"{self.name}: {problem}")
-        return dataset
+        return FixedClassFolder(self.root / ("train" if train else "val"), self.wnids, transform)
 
     def _count_problem(self, split: str, found: int) -> str | None:
         expected = self.class_list.expected(split)

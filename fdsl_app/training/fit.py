@@ -127,15 +127,17 @@ def preflight(cfg: RunCfg) -> None:
             create_network(cfg.model, 2, cfg.data.image_size)
 
 
-def record_data_source(datamodule: L.LightningDataModule, run_dir: Path) -> None:
-    """Real data: ``data.json`` in the run directory (what was read: CIFAR files' MD5s, the ImageNet-100 class list
-    and image counts) and its one-line summary in the start-up output, a warning when the data is not what its
-    source expects. Rewritten by each session of a run, as env.json."""
+def record_data_source(datamodule: L.LightningDataModule, run_dir: Path | None) -> None:
+    """Real data, once set up: ``data.json`` in the run directory (what was read: CIFAR files' MD5s, the ImageNet-100
+    class list and image counts; rewritten by each session of a run, as env.json; `run_dir` None: not written) and
+    its one-line summary in the output, a warning when the data is not what its source expects."""
     if not isinstance(datamodule, RealDataModule):
         return
-    write_atomic(run_dir / "data.json", json.dumps(datamodule.source_record(), indent=2))
     line, as_expected = datamodule.source_summary()
-    (log.info if as_expected else log.warning)(f"{line} (run {run_dir / 'data.json'})")
+    if run_dir is not None:
+        write_atomic(run_dir / "data.json", json.dumps(datamodule.source_record(), indent=2))
+        line += f" (details: {run_dir / 'data.json'})"
+    (log.info if as_expected else log.warning)(line)
 
 
 def make_trainer(
@@ -314,6 +316,9 @@ def evaluate(
     check_fits(stored, checkpoint, module)
     module.on_load_checkpoint(stored)  # EMA weights in or out, as a resume handles them
     module.load_state_dict(stored["state_dict"])
+    if isinstance(datamodule, RealDataModule) and is_rank_zero():
+        datamodule.setup(stage)  # Lightning's own setup then finds the split read
+        record_data_source(datamodule, None)
     run = trainer.validate if stage == "validate" else trainer.test
     results = run(module, datamodule=datamodule)
     return {k: float(v) for k, v in (results[0] if results else {}).items()}
