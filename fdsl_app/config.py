@@ -161,6 +161,7 @@ class DataCfg:
     cache_dir: str | None = None  # source=family, mode cached: attractor caches (default: $FDSL_CACHE_DIR or /tmp)
     draw: str = "auto"  # source=family, mode cached: where samples are drawn: cpu (loader), device, auto (GPU: device)
     root: str | None = None  # real data: dataset folder
+    class_list: str = "cmc"  # source=imagenet100: a shipped list (cmc: Tian et al.'s CMC list) or a wnid file's path
     image_size: int = 32  # training resolution
     batch_size: int = 64  # GLOBAL batch: per-device batch = batch_size / (devices * nodes * accumulate)
     num_workers: int = 0
@@ -177,6 +178,8 @@ class DataCfg:
         _at_least("data", "samples_per_epoch", self.samples_per_epoch, 1)
         if self.persistent_workers and self.num_workers == 0:
             raise ValueError("data.persistent_workers=true needs data.num_workers >= 1")
+        if not self.class_list.strip():
+            raise ValueError("data.class_list is empty; name a shipped list (cmc) or the path of a wnid file")
         if self.source != "family" and self.root is None:
             raise ValueError(f"data.root must name the {self.source} folder (data.source={self.source})")
 

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
 from pathlib import Path
 
 import lightning as L
 import numpy as np
 import pytest
 import torch
+import torchvision
 from datasets import write_cifar10, write_cifar100, write_imagenet100, write_jpeg, write_pickle
 
 from fdsl_app.config import AugmentCfg, DataCfg, RunCfg, TrainerCfg, per_device_batch_size
 from fdsl_app.data.build import build_datamodule
+from fdsl_app.data.class_lists import load_class_list
 from fdsl_app.data.datamodule import FamilyDataModule
 from fdsl_app.data.real import (
     CIFAR10DataModule,
@@ -21,6 +26,7 @@ from fdsl_app.data.real import (
     ImageNet100DataModule,
     imagenet100_wnids,
 )
+from fdsl_app.training.fit import record_data_source
 
 QUIET = AugmentCfg(rand_augment=None, re_prob=0.0)
 FAMILY_SETTINGS = {"classes": 8, "image_size": 48, "n_points": 3000}
@@ -79,13 +85,117 @@ def test_corrupt_cifar_file_is_named(tmp_path: Path) -> None:
         dm.read_split(train=True)
 
 
+def test_cifar_md5_table_is_torchvisions() -> None:
+    pairs = ((CIFAR10DataModule, torchvision.datasets.CIFAR10), (CIFAR100DataModule, torchvision.datasets.CIFAR100))
+    for ours, theirs in pairs:
+        assert ours.official_md5 == dict(theirs.train_list + theirs.test_list)
+        assert set(ours.official_md5) == {*ours.train_files, *ours.test_files}
+
+
+def test_cifar_run_record_holds_the_md5s_and_flags_unofficial_files(tmp_path: Path, caplog) -> None:
+    write_cifar10(tmp_path / "data")
+    folder = tmp_path / "data" / "cifar-10-batches-py"
+    dm = CIFAR10DataModule(tmp_path / "data", augment=QUIET, batch_size=4)
+    assert dm.source_record()["files"] == {}  # nothing read yet
+    dm.setup("fit")
+    run = tmp_path / "run"
+    run.mkdir()
+    with caplog.at_level(logging.INFO, logger="fdsl_app"):
+        record_data_source(dm, run)
+    record = json.loads((run / "data.json").read_text())
+    names = ["data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5", "test_batch"]
+    assert sorted(record["files"]) == names and record["official"] is False
+    for name in names:
+        assert record["files"][name] == {"md5": hashlib.md5((folder / name).read_bytes()).hexdigest(),
+                                         "official": False}  # fmt: skip
+    assert record["images"] == {"train": 20, "val": 10} and record["folder"] == str(folder)
+    [line] = [r for r in caplog.records if "data.json" in r.getMessage()]
+    assert line.levelno == logging.WARNING
+    assert "CIFAR-10: 6 of the 6 files read" in line.getMessage() and "not the official" in line.getMessage()
+
+    class Pinned(CIFAR10DataModule):  # the same reader with these files as the reference
+        official_md5 = {name: f["md5"] for name, f in record["files"].items()}
+
+    pinned = Pinned(tmp_path / "data")
+    pinned.read_split(train=False)
+    assert pinned.source_record()["official"] is True and pinned.source_record()["files"]["test_batch"]["official"]
+    summary, as_expected = pinned.source_summary()
+    assert as_expected and summary == f"CIFAR-10: 1 file read from {folder}, MD5s as the official {dm.archive}"
+
+
+def test_cifar100_record_names_its_files(tmp_path: Path) -> None:
+    write_cifar100(tmp_path)
+    dm = CIFAR100DataModule(tmp_path, augment=QUIET, batch_size=4)
+    dm.setup("fit")
+    files = dm.source_record()["files"]
+    assert sorted(files) == ["test", "train"] and not any(f["official"] for f in files.values())
+
+
+def test_class_lists_load_with_their_counts(tmp_path: Path) -> None:
+    cmc = load_class_list("cmc")
+    assert len(cmc.wnids) == 100 == len(set(cmc.wnids)) and (cmc.train_images, cmc.val_images) == (126_689, 5_000)
+    assert cmc.source == "https://github.com/HobbitLong/CMC/blob/master/imagenet100.txt"
+    assert list(cmc.wnids) == imagenet100_wnids()
+    with pytest.raises(ValueError, match=r"AIST's ImageNet-100 class list .* is not public.*data.class_list=PATH"):
+        load_class_list("aist")
+    own = tmp_path / "mine.txt"
+    own.write_text("# source: my lab\n# train_images: 1,300\nn01440764 tench\n\nn01443537\n")
+    mine = load_class_list(own)
+    assert mine.wnids == ("n01440764", "n01443537") and (mine.train_images, mine.val_images) == (1300, None)
+    assert mine.record()["source"] == "my lab" and mine.record()["name"] == str(own)
+    with pytest.raises(ValueError, match="no such list; use one of cmc"):
+        load_class_list(tmp_path / "absent.txt")
+    for text, message in (("n0144076\n", "line 1: 'n0144076' is not a WordNet id"),
+                          ("n01440764\nn01440764\n", "repeats n01440764"), ("# only\n", "holds no wnids"),
+                          ("# val_images: many\nn01440764\n", "val_images: 'many' is not a whole number")):  # fmt: skip
+        own.write_text(text)
+        with pytest.raises(ValueError, match=message):
+            load_class_list(own)
+
+
+def test_imagenet100_counts_differing_from_the_list_are_a_warning_and_recorded(tmp_path: Path, caplog) -> None:
+    write_imagenet100(tmp_path / "data")  # one image per class and split: a partial copy of the CMC list
+    dm = ImageNet100DataModule(tmp_path / "data", augment=QUIET, batch_size=4)
+    dm.setup("fit")
+    run = tmp_path / "run"
+    run.mkdir()
+    with caplog.at_level(logging.INFO, logger="fdsl_app"):
+        record_data_source(dm, run)
+    [warning] = caplog.records
+    message = warning.getMessage()
+    assert warning.levelno == logging.WARNING and message.endswith(f"(details: {run / 'data.json'})")
+    assert "100 train images" in message and "class list cmc has 126,689" in message
+    assert "100 val images" in message and "class list cmc has 5,000" in message
+    record = json.loads((run / "data.json").read_text())
+    assert record["images"] == {"train": 100, "val": 100} and record["counts_match"] is False
+    assert record["class_list"]["name"] == "cmc" and record["class_list"]["wnids"] == imagenet100_wnids()
+    assert record["class_list"]["expected_images"] == {"train": 126_689, "val": 5_000}
+    summary, as_expected = dm.source_summary()
+    assert not as_expected and summary.startswith("ImageNet-100 (class list cmc, 100 classes): 100 train images")
+    # The same folders under a list whose counts they match: no warning.
+    own = tmp_path / "list.txt"
+    own.write_text("# train_images: 100\n# val_images: 100\n" + "\n".join(imagenet100_wnids()))
+    caplog.clear()
+    cfg = RunCfg(data=DataCfg(source="imagenet100", root=str(tmp_path / "data"), class_list=str(own), batch_size=4))
+    matched, _ = build_datamodule(cfg)
+    matched.setup("fit")
+    with caplog.at_level(logging.INFO, logger="fdsl_app"):
+        record_data_source(matched, None)
+    assert [r.levelno for r in caplog.records] == [logging.INFO]
+    assert matched.source_record()["counts_match"] is True  # type: ignore[attr-defined]
+    assert matched.source_summary() == (  # type: ignore[attr-defined]
+        f"ImageNet-100 (class list {own}, 100 classes): 100 train and 100 val images under {tmp_path / 'data'}, "
+        "as the list has", True)  # fmt: skip
+
+
 def test_imagenet100_names_the_missing_classes(tmp_path: Path) -> None:
     wnids = imagenet100_wnids()
     assert len(wnids) == 100 == len(set(wnids)) and wnids[:3] == ["n02869837", "n01749939", "n02488291"]
     for wnid in wnids[:3]:
         for split in ("train", "val"):
             write_jpeg(tmp_path / split / wnid / f"{wnid}_0.JPEG", 10)
-    with pytest.raises(DatasetNotFoundError, match=r"97 of the 100 class folders are missing") as info:
+    with pytest.raises(DatasetNotFoundError, match=r"97 of the 100 class folders of class list cmc are missing"
+                       ) as info:
         ImageNet100DataModule(tmp_path)
     assert wnids[3] in str(info.value) and wnids[99] in str(info.value) and wnids[0] not in str(info.value)
     with pytest.raises(DatasetNotFoundError, match="val"):

@@ -4,6 +4,7 @@ resume equivalence, W&B offline, and the bad inputs of a run."""
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import numpy as np
@@ -98,6 +99,9 @@ def test_pretrain_then_finetune_from_its_checkpoint(tmp_path, capsys):
     out = capsys.readouterr()
     assert code == 0, out.err
     assert len(losses(tmp_path / "ft")) == 3 and "run directory:" in out.out
+    files = json.loads((tmp_path / "ft" / "data.json").read_text())["files"]
+    assert len(files) == 6 and not any(f["official"] for f in files.values())  # the test's own batches
+    assert "CIFAR-10: 6 of the 6 files read" in out.out + out.err
 
 
 def cifar_cfg(tmp_path: Path, *extra: str):
@@ -186,6 +190,7 @@ def test_wandb_offline_run_writes_its_files_and_keeps_its_id(tmp_path, monkeypat
         (["data.family=fractalbd"], ValueError, "unknown family 'fractalbd'"),
         (["trainer.accumulate_grad_batches=3"], ValueError, "batch_size"),
         (["model.init_from={tmp}/garbage.ckpt"], ValueError, "is not a checkpoint"),
+        (["data.source=imagenet100", "data.root={tmp}", "data.class_list=aist"], ValueError, "AIST's ImageNet-100"),
     ],
 )
 def test_bad_run_inputs_are_clear_errors(tmp_path, overrides, error, message):

@@ -1,13 +1,16 @@
-"""Fine-tuning data: CIFAR-10/100 (python-pickle folders), ImageNet-100 (CMC subset) and any class-per-folder set.
+"""Fine-tuning data: CIFAR-10/100 (python-pickle folders), ImageNet-100 (a class list) and any class-per-folder set.
 
 Every DataModule yields ``(float images (B, 3, S, S), int64 labels (B,))`` already augmented and normalised by the
 timm/DeiT transform of :func:`~fdsl_app.data.augment.real_transforms` in the loader workers; the validation split
 is the dataset's test/val split. Nothing is downloaded at run time: a missing dataset raises
-:class:`DatasetNotFoundError`, which says where to put which archive.
+:class:`DatasetNotFoundError`, which says where to put which archive. Each DataModule also says which data it
+read (:meth:`RealDataModule.source_record`, ``data.json`` of a run): the MD5 of each CIFAR batch file against the
+official ones; the ImageNet-100 class list, and the image counts found against the list's.
 """
 
 from __future__ import annotations
 
+import hashlib
 import pickle
 import random
 from collections.abc import Callable
@@ -23,11 +26,11 @@ from torchvision.datasets import ImageFolder
 
 from fdsl_app.config import AugmentCfg
 from fdsl_app.data.augment import real_transforms
+from fdsl_app.data.class_lists import ClassList, load_class_list
 from fdsl_app.data.loader import make_loader
 from fdsl_app.data.synthetic import EpochSampler, trainer_replicas
 from fdsl_app.render.keys import sample_keys
 
-IMAGENET100_LIST = Path(__file__).with_name("imagenet100.txt")
 CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar.html"
 
 Transform = Callable[[Image.Image], torch.Tensor]
@@ -37,9 +40,9 @@ class DatasetNotFoundError(FileNotFoundError, ValueError):
     """A dataset folder or file is missing (a ValueError too, as every config-driven failure of the app)."""
 
 
-def imagenet100_wnids() -> list[str]:
-    """The 100 WordNet ids of ImageNet-100 (Tian et al., CMC), in label order."""
-    return IMAGENET100_LIST.read_text().split()
+def imagenet100_wnids(class_list: str | Path = "cmc") -> list[str]:
+    """The WordNet ids of an ImageNet-100 class list (default: Tian et al.'s CMC list), in label order."""
+    return list(load_class_list(class_list).wnids)
 
 
 class RealDataModule(L.LightningDataModule):
@@ -97,6 +100,18 @@ class RealDataModule(L.LightningDataModule):
     def make_dataset(self, train: bool, transform: Transform) -> Dataset[Any]:
         """The training or validation split with `transform` applied to each PIL image."""
         raise NotImplementedError
+
+    def source_record(self) -> dict[str, Any]:
+        """What data the splits read so far came from (a run's ``data.json``): dataset, root, image counts."""
+        sizes = {split: len(data) if data is not None else None  # type: ignore[arg-type]
+                 for split, data in (("train", self.train_set), ("val", self.val_set))}  # fmt: skip
+        return {"dataset": self.name, "root": str(self.root), "images": sizes}
+
+    def source_summary(self) -> tuple[str, bool]:
+        """One line on the data read, and whether it is what the source expects (False: the line is a warning)."""
+        images = self.source_record()["images"]
+        found = ", ".join(f"{n:,} {split}" for split, n in images.items() if n is not None)
+        return f"{self.name}: {found or 'no'} images from {self.root}", True
 
     def setup(self, stage: str | None = None) -> None:
         """Read the splits a stage needs (once; validation for every stage, training for fit)."""
@@ -195,10 +210,21 @@ class CIFAR10DataModule(RealDataModule):
     test_files: tuple[str, ...] = ("test_batch",)
     label_key = "labels"
     classes = 10
+    # MD5 of each batch file of the official python-version archive, as torchvision's CIFAR10 checks them
+    # (torchvision/datasets/cifar.py).
+    official_md5: ClassVar[dict[str, str]] = {
+        "data_batch_1": "c99cafc152244af753f735de768cd75f",
+        "data_batch_2": "d4bba439e000b95fd0a9bffe97cbabec",
+        "data_batch_3": "54ebc095f3ab1f0389bbae665268c751",
+        "data_batch_4": "634d18415352ddfa80567beed471001a",
+        "data_batch_5": "482c414d41f54cd18b22e5b47cb7c3cb",
+        "test_batch": "40351d587109b95175f43aff81a1287e",
+    }
 
     def __init__(self, root: str | Path, **kwargs: Any) -> None:
         super().__init__(root, **kwargs)
         self.folder_path = self._find_folder()
+        self.file_md5: dict[str, str] = {}  # file name -> MD5 of the bytes read, filled as files are read
 
     @property
     def num_classes(self) -> int:
@@ -212,6 +238,25 @@ class CIFAR10DataModule(RealDataModule):
         """uint8 images ``(N, 32, 32, 3)`` and int64 labels ``(N,)`` of the training or test files."""
         parts = [self._read_file(self.folder_path / name) for name in (self.train_files if train else self.test_files)]
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+    def source_record(self) -> dict[str, Any]:
+        """As the base record, plus the folder and each file read: its MD5 and whether it is the official file's."""
+        files = {name: {"md5": md5, "official": md5 == self.official_md5.get(name)}
+                 for name, md5 in sorted(self.file_md5.items())}  # fmt: skip
+        return {
+            **super().source_record(), "folder": str(self.folder_path), "archive": self.archive, "files": files,
+            "official": bool(files) and all(f["official"] for f in files.values()),
+            "official_md5_from": "torchvision/datasets/cifar.py",
+        }  # fmt: skip
+
+    def source_summary(self) -> tuple[str, bool]:
+        files = self.source_record()["files"]
+        differ = [name for name, f in files.items() if not f["official"]]
+        if not differ:
+            count = f"{len(files)} file{'s' if len(files) != 1 else ''}"
+            return f"{self.name}: {count} read from {self.folder_path}, MD5s as the official {self.archive}", True
+        return (f"{self.name}: {len(differ)} of the {len(files)} files read from {self.folder_path} are not the "
+                f"official {self.archive} batches ({', '.join(differ)}: MD5s in data.json)"), False  # fmt: skip
 
     def _find_folder(self) -> Path:
         for candidate in (self.root / self.folder, self.root):
@@ -230,9 +275,9 @@ class CIFAR10DataModule(RealDataModule):
         """One pickled batch: ``data`` uint8 (N, 3072) in R, G, B planes, and its labels."""
         hint = f"re-extract {self.archive} from {CIFAR_URL}"
         try:
-            with path.open("rb") as f:
-                # latin1: the official files are Python 2 pickles holding numpy arrays (torchvision does the same).
-                entry = pickle.load(f, encoding="latin1")
+            raw = path.read_bytes()
+            # latin1: the official files are Python 2 pickles holding numpy arrays (torchvision does the same).
+            entry = pickle.loads(raw, encoding="latin1")
         except Exception as err:  # unpickling garbage raises anything from EOFError to KeyError
             raise ValueError(
                 f"{self.name} file {path} is corrupt or not a CIFAR python pickle ({err}); {hint}"
@@ -253,6 +298,7 @@ class CIFAR10DataModule(RealDataModule):
             )
         if labels.size and not (0 <= labels.min() and labels.max() < self.classes):
             raise ValueError(f"{self.name} file {path}: labels outside 0..{self.classes - 1}; {hint}")
+        self.file_md5[path.name] = hashlib.md5(raw, usedforsecurity=False).hexdigest()
         return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1).copy(), labels
 
 
@@ -269,6 +315,7 @@ class CIFAR100DataModule(CIFAR10DataModule):
     test_files = ("test",)
     label_key = "fine_labels"
     classes = 100
+    official_md5 = {"train": "16019d7e3df5f24257cddd939b257f8d", "test": "f0ef6b0ae62326f3e7ffdfab6717acfc"}
 
 
 class FixedClassFolder(ImageFolder):
@@ -317,24 +364,30 @@ class FolderDataModule(RealDataModule):
 
 
 class ImageNet100DataModule(RealDataModule):
-    """ImageNet-100 (the 100 classes of Tian et al.'s CMC list, ``imagenet100.txt``) from an ImageNet folder.
+    """ImageNet-100 from an ImageNet folder: the classes of a class list (:mod:`~fdsl_app.data.class_lists`).
 
     Expects ``root/train/<wnid>/*.JPEG`` and ``root/val/<wnid>/*.JPEG`` (validation re-foldered by class, as for
     ImageFolder); other class folders (the rest of ImageNet-1k) are ignored. Label = index of the wnid in the list.
+    `class_list`: a shipped list's name (``cmc``, Tian et al.'s CMC list, the default) or a list file's path. A
+    missing class folder is an error; image counts that differ from the list's (a partial copy, or another list's
+    data) make :meth:`source_summary` a warning (the run logs it once, at start-up) and :meth:`source_record` keeps
+    both.
     """
 
     name = "ImageNet-100"
 
-    def __init__(self, root: str | Path, **kwargs: Any) -> None:
+    def __init__(self, root: str | Path, *, class_list: str | Path = "cmc", **kwargs: Any) -> None:
         super().__init__(root, **kwargs)
-        self.wnids = imagenet100_wnids()
+        self.class_list: ClassList = load_class_list(class_list)
+        self.wnids = list(self.class_list.wnids)
         for split in _split_dirs(self.root, self.name, "root/train/<wnid>/*.JPEG and root/val/<wnid>/*.JPEG"):
             missing = [wnid for wnid in self.wnids if not (split / wnid).is_dir()]
             if missing:
                 raise DatasetNotFoundError(
-                    f"{self.name}: {len(missing)} of the {len(self.wnids)} class folders are missing under {split}: "
-                    f"{' '.join(missing)} (the list is {IMAGENET100_LIST}; copy or symlink those ImageNet-1k class "
-                    "folders, validation images sorted into class folders)"
+                    f"{self.name}: {len(missing)} of the {len(self.wnids)} class folders of class list "
+                    f"{self.class_list.name} are missing under {split}: {' '.join(missing)} (the list is "
+                    f"{self.class_list.path}; copy or symlink those ImageNet-1k class folders, validation images "
+                    "sorted into class folders, or choose the list of your copy with data.class_list)"
                 )
 
     @property
@@ -343,6 +396,32 @@ class ImageNet100DataModule(RealDataModule):
 
     def make_dataset(self, train: bool, transform: Transform) -> Dataset[Any]:
         return FixedClassFolder(self.root / ("train" if train else "val"), self.wnids, transform)
+
+    def _count_problem(self, split: str, found: int) -> str | None:
+        expected = self.class_list.expected(split)
+        if expected is None or found == expected:
+            return None
+        return (f"{found:,} {split} images under {self.root / split}, but class list {self.class_list.name} has "
+                f"{expected:,} (a partial copy, or another list's data? see data.class_list)")  # fmt: skip
+
+    def source_record(self) -> dict[str, Any]:
+        """As the base record, plus the class list (name, source, wnids, expected counts) and whether the counts
+        found match it."""
+        record = super().source_record()
+        found = {split: n for split, n in record["images"].items() if n is not None}
+        matches = all(self.class_list.expected(split) in (None, n) for split, n in found.items())
+        return {**record, "class_list": self.class_list.record(), "counts_match": matches}
+
+    def source_summary(self) -> tuple[str, bool]:
+        found = {split: n for split, n in self.source_record()["images"].items() if n is not None}
+        problems = [p for p in (self._count_problem(split, n) for split, n in found.items()) if p]
+        head = f"{self.name} (class list {self.class_list.name}, {len(self.wnids)} classes)"
+        if problems:
+            return f"{head}: {'; '.join(problems)}", False
+        counts = " and ".join(f"{n:,} {split}" for split, n in found.items())
+        checked = "as the list has" if any(self.class_list.expected(s) is not None for s in found) else \
+            "(the list states no counts)"  # fmt: skip
+        return f"{head}: {counts} images under {self.root}, {checked}", True
 
 
 def _split_dirs(root: Path, name: str, layout: str) -> tuple[Path, Path]:

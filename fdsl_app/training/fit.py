@@ -32,6 +32,8 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from fdsl_app.config import RunCfg, to_dict
 from fdsl_app.data.build import build_datamodule
+from fdsl_app.data.class_lists import load_class_list
+from fdsl_app.data.real import RealDataModule
 from fdsl_app.data.synthetic import EpochSampler
 from fdsl_app.families import resolve_family
 from fdsl_app.files import write_atomic
@@ -118,9 +120,24 @@ def preflight(cfg: RunCfg) -> None:
         raise ValueError(f"unknown trainer.strategy={strategy!r}; close matches: {close or 'none'} (or auto)")
     if cfg.data.source == "family":  # its settings and parameter file (shapes, family), read again by the build
         resolve_family(cfg.data.family, dict(cfg.data.settings), cfg.data.params)
+    if cfg.data.source == "imagenet100":
+        load_class_list(cfg.data.class_list)
     if not cfg.model.pretrained:  # timm's own weights would be loaded: the real build checks the same
         with torch.device("meta"):
             create_network(cfg.model, 2, cfg.data.image_size)
+
+
+def record_data_source(datamodule: L.LightningDataModule, run_dir: Path | None) -> None:
+    """Real data, once set up: ``data.json`` in the run directory (what was read: CIFAR files' MD5s, the ImageNet-100
+    class list and image counts; rewritten by each session of a run, as env.json; `run_dir` None: not written) and
+    its one-line summary in the output, a warning when the data is not what its source expects."""
+    if not isinstance(datamodule, RealDataModule):
+        return
+    line, as_expected = datamodule.source_summary()
+    if run_dir is not None:
+        write_atomic(run_dir / "data.json", json.dumps(datamodule.source_record(), indent=2))
+        line += f" (details: {run_dir / 'data.json'})"
+    (log.info if as_expected else log.warning)(line)
 
 
 def make_trainer(
@@ -234,6 +251,8 @@ def fit(
         callbacks = _Callbacks.of(cfg, run_dir, logger)
         trainer = make_trainer(cfg, run_dir, callbacks.all, logger, env, profiler=callbacks.throughput.fetch_timer)
         datamodule, module = build(cfg, trainer)
+        if is_rank_zero():
+            record_data_source(datamodule, run_dir)
         if resume_from is not None:
             check_fits(read_checkpoint(resume_from), resume_from, module)  # mapped: reading it again costs little
         stop_by_steps(trainer, module.max_steps)  # the schedule's length (see DataPosition)
@@ -297,6 +316,9 @@ def evaluate(
     check_fits(stored, checkpoint, module)
     module.on_load_checkpoint(stored)  # EMA weights in or out, as a resume handles them
     module.load_state_dict(stored["state_dict"])
+    if isinstance(datamodule, RealDataModule) and is_rank_zero():
+        datamodule.setup(stage)  # Lightning's own setup then finds the split read
+        record_data_source(datamodule, None)
     run = trainer.validate if stage == "validate" else trainer.test
     results = run(module, datamodule=datamodule)
     return {k: float(v) for k, v in (results[0] if results else {}).items()}

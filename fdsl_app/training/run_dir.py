@@ -1,6 +1,7 @@
 """A run directory ``<root>/<name>/``: what is in it, whether a fit starts, resumes or is done, and its records.
 
-``config.yaml`` (the resolved config), ``env.json`` (what produced the run), ``metrics.csv``, ``state.json``
+``config.yaml`` (the resolved config), ``env.json`` (what produced the run), ``data.json`` (real data: which files
+and class list were read, see :func:`fdsl_app.training.fit.record_data_source`), ``metrics.csv``, ``state.json``
 (``finished``, ``stopped`` with a checkpoint to resume from and the reason, or ``failed`` with the error; and the
 step), ``checkpoints/``. With several processes every rank runs the fit and rank 0 alone writes these files.
 """
