@@ -170,3 +170,84 @@ def test_class_failing_fill_names_the_class(monkeypatch: pytest.MonkeyPatch) -> 
     fam = create_family("onepfrac", classes=4, max_redraws=3)
     with pytest.raises(RuntimeError, match=r"class 0 \(and 3 more\).*max_redraws=3"):
         fam.generate(0)
+
+
+# --- The draws against the released generator's facts (SUPER-TADORY/1p-frac@413d318; docs/datasets.md) -----------
+
+
+def ks_uniform(values: np.ndarray, lo: float, hi: float) -> float:
+    """Kolmogorov-Smirnov distance of `values` from U(lo, hi)."""
+    u = np.sort((values - lo) / (hi - lo))
+    n = len(u)
+    return float(max((np.arange(1, n + 1) / n - u).max(), (u - np.arange(n) / n).max()))
+
+
+def test_base_systems_follow_the_released_sampler() -> None:
+    # set_baseparams: sigma ~ U(3.5 - 0.1, 3.5 + 0.1); A = U diag(s1, s2) V with 0 <= s2 <= s1 <= 1 and
+    # sum(s1 + 2 s2) = sigma; translations U(-1, 1); p = |det A| normalised.
+    fam = create_family("onepfrac", classes=2)
+    draws = [fam._base_system(seed) for seed in range(40)]
+    sigmas = np.array([sigma for _, sigma, _, _ in draws])
+    assert ((sigmas >= 3.4) & (sigmas <= 3.6)).all() and sigmas.min() < 3.43 and sigmas.max() > 3.57
+    for base, sigma, fill, _ in draws:
+        svs = np.linalg.svd(base[:, :4].reshape(2, 2, 2), compute_uv=False)
+        assert (svs <= 1 + 1e-12).all() and abs((svs[:, 0] + 2 * svs[:, 1]).sum() - sigma) < 1e-9
+        assert (np.abs(base[:, 4:6]) <= 1).all()
+        det = np.abs(np.linalg.det(base[:, :4].reshape(2, 2, 2)))
+        np.testing.assert_allclose(base[:, 6], det / det.sum(), rtol=1e-12)
+        assert fill > fam.settings.fill_threshold  # ours only: the released code never checks the base
+
+
+@pytest.mark.parametrize(
+    ("perturbation", "delta"), [("multiplicative", 0.1), ("multiplicative", 0.4), ("additive", 0.2)]
+)
+def test_perturbations_are_independent_uniforms_bounded_by_delta(perturbation: str, delta: float) -> None:
+    # Released: a..f of every map times random.uniform(1 - Delta, 1 + Delta), 6 independent draws per map.
+    # Paper: a..f plus U(-Delta/2, Delta/2).
+    fam = create_family("onepfrac", classes=2, perturbation=perturbation, delta=delta)
+    base, _, _, _ = fam._base_system(0)
+    rng = np.random.default_rng(7)
+    classes = np.stack([fam._perturb(base, rng) for _ in range(2000)])
+    if perturbation == "multiplicative":
+        change, lo, hi = classes[:, :, :6] / base[:, :6], 1 - delta, 1 + delta
+    else:
+        change, lo, hi = classes[:, :, :6] - base[:, :6], -delta / 2, delta / 2
+    assert ((change >= lo) & (change <= hi)).all()
+    flat = change.reshape(len(classes), -1)
+    # 24,000 draws: the 0.1 % critical KS distance is 1.95 / sqrt(n) = 0.0126.
+    assert ks_uniform(flat.ravel(), lo, hi) < 1.95 / np.sqrt(flat.size)
+    corr = np.corrcoef(flat, rowvar=False)
+    assert np.abs(corr[~np.eye(len(corr), dtype=bool)]).max() < 0.1  # 12 parameters drawn independently
+    np.testing.assert_array_equal(classes[:, :, 6], np.broadcast_to(base[:, 6], classes[:, :, 6].shape))
+
+
+def test_fill_is_the_released_pixel_share_at_512_px() -> None:
+    # Released draw_patch: 100k points from (0, 0), pad 6, 512 x 512, random 3x3 masks in 1..511, fill = share of
+    # pixel values > 1. The numpy restatement with such masks agrees with measure_fill (fixed masks) to mask noise.
+    from fdsl_app.render import reference_numpy as ref
+
+    params = create_family("onepfrac", classes=2).generate(0).arrays["params"]
+    masks = np.random.default_rng(0).integers(1, 512, 100_000)
+    for system, ours in zip(params, measure_fill(params), strict=True):
+        cols, rows = ref.pixels(*ref.chain(system, 100_000), 512, 512, pad=6)
+        image = ref.draw(cols, rows, 512, 512, raster="patch", masks=masks[: len(cols)])
+        assert abs(float((image > 1).mean()) - ours) < 2e-3
+
+
+def test_fill_rule_redraws_exactly_the_classes_at_or_below_the_threshold() -> None:
+    # With threshold 0 no class is redrawn: that gives every class's first draw and its fill. At a threshold equal
+    # to one of those fills (below the base's), exactly the classes at or below it are redrawn, until above it;
+    # the others keep their first draw.
+    first = create_family("onepfrac", classes=12, fill_threshold=0.0).generate(5)
+    fill0, base_fill = first.arrays["fill"], first.stats["base_fill"]
+    below_base = np.sort(fill0[fill0 < base_fill])
+    assert len(below_base) >= 3, "seed 5 must give classes sparser than its base; pick another seed"
+    threshold = float(below_base[len(below_base) // 2])
+    again = create_family("onepfrac", classes=12, fill_threshold=threshold).generate(5)
+    np.testing.assert_array_equal(again.arrays["base"], first.arrays["base"])
+    failed = fill0 <= threshold
+    assert failed.sum() >= 2 and (fill0 == threshold).any()
+    assert (again.arrays["redraws"][failed] >= 1).all() and (again.arrays["redraws"][~failed] == 0).all()
+    assert (again.arrays["fill"] > threshold).all()
+    np.testing.assert_array_equal(again.arrays["params"][~failed], first.arrays["params"][~failed])
+    assert not np.isin(again.arrays["params"][failed], first.arrays["params"][failed]).all()

@@ -18,11 +18,15 @@ render is <= ``fill_threshold``. The render is the released one: reference mode 
 100), FractalDB patch raster, 512 px, 100,000 points, pad 6, with a fixed patch-mask seed (the released code's
 masks come from an unseeded Python ``random``; a fixed seed makes the check, and so the classes, reproducible).
 Unlike the released code, the base system must pass the same check (else it is redrawn): a sparse base makes
-nearly every class fail, where the released code would loop until restarted with a new unseeded base.
+nearly every class fail, where the released code would loop until restarted with a new unseeded base. So our base is
+the released sampler's draw conditioned on passing the check.
 
-Determinism (our choice; the released code is unseeded): the base system comes from
+Determinism (our choice): the released base comes from an unseeded ``np.random.default_rng()`` and its
+perturbations (and patch masks) from Python's unseeded ``random``; here the base system comes from
 ``default_rng(SeedSequence([seed, 0]))`` and class ``c`` from its own ``default_rng(SeedSequence([seed, 1, c]))``,
-redraws continuing that generator, so class ``c`` is the same whatever L.
+redraws continuing that generator, so class ``c`` is the same whatever L. The distributions of the base system, the
+perturbation factors and the fill are compared with the released code's in docs/datasets.md
+(``scripts/compare_onepfrac_released.py``), with the differences that remain.
 """
 
 from __future__ import annotations
@@ -178,10 +182,10 @@ class OnePFrac(IfsFamily):
     def _base_system(self, seed: int) -> tuple[np.ndarray, float, float, int]:
         """The base system, its sigma factor, fill and redraws: redrawn while its own fill is <= the threshold.
 
-        The released code never checks the base; but about one base in five at the defaults is so sparse that
-        almost every perturbed copy fails the fill check, and the released code then loops (or is restarted by
-        hand, which draws a new unseeded base). Redrawing the base from the seed's generator does the same,
-        reproducibly.
+        The released code never checks the base; but at the defaults half of its bases fail the check and about
+        three in ten are so sparse that 90 % or more of their perturbed copies fail it too (docs/datasets.md), and
+        the released code then loops (or is restarted by hand, which draws a new unseeded base). Redrawing the base
+        from the seed's generator does the same, reproducibly.
         """
         s = self.settings
         rng = np.random.default_rng(np.random.SeedSequence([seed, 0]))
@@ -215,6 +219,7 @@ class OnePFrac(IfsFamily):
             f"too near the threshold: try another seed, a lower fill_threshold, a larger max_redraws, a smaller "
             f"delta or a larger sigma"
         )
+
 
 def measure_fill(params: np.ndarray, *, threads: int | None = None) -> np.ndarray:
     """The released 1p-frac fill of each ``(N, 7)`` system in `params` ``(C, N, 7)``: share of pixels > 1.
