@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from datasets import write_cifar10, write_cifar100, write_imagenet100
 
 from fdsl_app import cli
@@ -214,6 +215,18 @@ def test_resume_refuses_a_run_directory_of_another_config(tmp_path):
         fit(tiny_cfg(tmp_path, "name=r", "trainer.max_steps=2", "resume=auto", "optim.lr=0.5"))
     with pytest.raises(ValueError, match="already holds a run"):
         fit(tiny_cfg(tmp_path, "name=r", "trainer.max_steps=2"))
+    # A run written by an older version lacks the settings added since: their defaults are what it ran with.
+    saved = tmp_path / "r" / "config.yaml"
+    config = yaml.safe_load(saved.read_text())
+    del config["data"]["class_list"]  # added in 0.1: its default, cmc, is the list older runs used
+    saved.write_text(yaml.safe_dump(config))
+    assert fit(tiny_cfg(tmp_path, "name=r", "trainer.max_steps=2", "resume=auto")) is not None
+    config = yaml.safe_load(saved.read_text())
+    del config["data"]["class_list"]
+    config["trainer"]["precision"] = "16-mixed"  # a setting it did write, with another value
+    saved.write_text(yaml.safe_dump(config))
+    with pytest.raises(ValueError, match="belongs to a different config .*trainer.precision: '16-mixed'"):
+        fit(tiny_cfg(tmp_path, "name=r", "trainer.max_steps=3", "resume=auto"))
 
 
 @pytest.mark.filterwarnings("ignore:.*LeafSpec.*:FutureWarning")

@@ -113,7 +113,8 @@ def inspect_run_dir(cfg: RunCfg, *, announce: bool = False) -> tuple[Path, Path 
                 f"{run_dir} already holds a run with checkpoints; continue it with resume=auto, or start a new one "
                 "with another name=..."
             )
-        old = _flatten(yaml.safe_load(saved.read_text()) or {})
+        # A setting that an older version did not write had its default then: compare with that.
+        old = _flatten(to_dict(RunCfg())) | _flatten(yaml.safe_load(saved.read_text()) or {})
         new = _flatten(to_dict(cfg))
         differ = sorted(k for k in old.keys() | new.keys() if k not in _RESUME_FREE and old.get(k) != new.get(k))
         if differ and resume_from is not None:
