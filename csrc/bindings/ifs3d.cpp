@@ -32,9 +32,9 @@ std::vector<Camera3d> cameras_of(const py::object& obj, py::ssize_t batch) {
     const double* c = static_cast<const double*>(cams.data());
     std::vector<Camera3d> out(batch);
     for (py::ssize_t b = 0; b < batch; ++b) {
-        if (!(std::isfinite(c[2 * b]) && std::abs(c[2 * b + 1]) < M_PI / 2))
+        if (!(std::isfinite(c[2 * b]) && std::isfinite(c[2 * b + 1])))
             throw py::value_error(cat("cameras[", b, "] = (", c[2 * b], ", ", c[2 * b + 1],
-                                      "): yaw must be finite and pitch in (-pi/2, pi/2)"));
+                                      "): yaw and pitch must be finite (radians)"));
         out[b] = {c[2 * b], c[2 * b + 1]};
     }
     return out;
