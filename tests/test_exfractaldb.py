@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
+from fdsl_app import cli
 from fdsl_app.data.datamodule import FormulaDataModule
 from fdsl_app.families import create_family, list_families, resolve_family, save_params
 from fdsl_app.families.exfractaldb import FIXED_VIEWS, WEIGHTS, accepts, sample_candidate
@@ -203,6 +205,23 @@ def test_registry_parameter_file_and_datamodule(family_and_params, tmp_path) -> 
     images, labels = next(iter(data.train_dataloader()))
     assert images.dtype == torch.uint8 and images.shape == (4, 1, 32, 32) and 0 <= labels.min() and labels.max() < 24
     assert set(torch.unique(images).tolist()) == {0, 255}
+
+
+def test_command_line_search_render_export(tmp_path) -> None:
+    params = tmp_path / "ex.npz"
+    assert cli.main(["search", "exfractaldb", "--classes", "2", "--seed", "1", "-o", str(params), "--no-progress"]) == 0
+    grid = tmp_path / "grid.png"
+    assert cli.main(["render", "--params", str(params), "--set", "views=fixed", "--size", "48", "--classes", "2",
+                     "--per-class", "3", "-o", str(grid)]) == 0  # fmt: skip
+    with Image.open(grid) as image:
+        assert image.size[0] > 3 * 48
+    out = tmp_path / "export"
+    assert cli.main(["export", "exfractaldb", "--params", str(params), "--set", "image_size=32", "-o", str(out),
+                     "--limit", "4", "--workers", "1", "--no-progress"]) == 0  # fmt: skip
+    files = sorted(out.rglob("*.png"))
+    assert len(files) == 4
+    with Image.open(files[0]) as image:
+        assert image.size == (32, 32)
 
 
 # --- bad input -----------------------------------------------------------------------------------------------------
