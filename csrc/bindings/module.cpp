@@ -10,6 +10,7 @@ void register_ifs(py::module_& m);
 void register_contour(py::module_& m);
 void register_cache(py::module_& m);
 void register_search(py::module_& m);
+void register_ifs3d(py::module_& m);
 }  // namespace fdsl::bind
 
 PYBIND11_MODULE(_render, m) {
@@ -20,4 +21,5 @@ PYBIND11_MODULE(_render, m) {
     fdsl::bind::register_contour(m);
     fdsl::bind::register_cache(m);
     fdsl::bind::register_search(m);
+    fdsl::bind::register_ifs3d(m);
 }

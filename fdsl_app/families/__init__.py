@@ -24,4 +24,4 @@ __all__ = [
 ]  # fmt: skip
 
 # Family modules register themselves on import.
-from fdsl_app.families import contours, fractaldb, onepfrac  # noqa: E402, F401
+from fdsl_app.families import contours, exfractaldb, fractaldb, onepfrac  # noqa: E402, F401

@@ -19,7 +19,7 @@ import numpy as np
 
 #: Settings that only change how samples are drawn, never the class parameters: a parameter file generated with
 #: other values of these still serves (e.g. searched at 362 px, trained at 224 px).
-RENDER_SETTINGS = frozenset({"image_size", "n_points", "mode", "raster", "color", "instances", "fixed_masks"})
+RENDER_SETTINGS = frozenset({"image_size", "n_points", "mode", "raster", "color", "instances", "fixed_masks", "views"})
 
 
 class SettingsMismatch(ValueError):

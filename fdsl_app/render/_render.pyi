@@ -74,3 +74,20 @@ def draw_cached(
     kind: str,
     threads: int,
 ) -> npt.NDArray[np.uint8]: ...
+def render_ifs3d(
+    params: npt.NDArray[np.float64],
+    n_maps: npt.NDArray[np.int32],
+    seeds: npt.NDArray[np.uint64],
+    cameras: npt.NDArray[np.float64],
+    out: npt.NDArray[np.uint8],
+    n_points: int,
+    threads: int,
+) -> npt.NDArray[np.uint8]: ...
+def project_points(
+    points: npt.NDArray[np.float64],
+    cameras: npt.NDArray[np.float64],
+    out: npt.NDArray[np.uint8],
+    threads: int,
+) -> npt.NDArray[np.uint8]: ...
+def cloud_ifs3d(params: npt.NDArray[np.float64], uniforms: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]: ...
+def chain_uniforms(seed: int, n: int) -> npt.NDArray[np.float64]: ...
