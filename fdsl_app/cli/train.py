@@ -122,7 +122,9 @@ def run_fit(args: argparse.Namespace) -> int:
         say(run_status(cfg))
         return 0
     from fdsl_app.cluster.launch import launch_fit  # torch, timm and Lightning load only for training
+    from fdsl_app.training.terminal import quiet_libraries
 
+    quiet_libraries()  # before the launcher looks at the environment (Lightning's srun hint)
     result = launch_fit(cfg)
     # A SIGTERM'd (Ctrl-C'd) run exits as one, from rank 0 only: a launcher that sees one rank fail kills the others,
     # and rank 0 may still be writing the run directory.
@@ -171,7 +173,9 @@ def _run_evaluate(args: argparse.Namespace, stage: str) -> int:
         return 0
     checkpoint = _checkpoint_of(args.ckpt) if args.ckpt.is_dir() and run_dir is not None else args.ckpt
     from fdsl_app.cluster.launch import launch_evaluate
+    from fdsl_app.training.terminal import quiet_libraries
 
+    quiet_libraries()
     results = launch_evaluate(cfg, checkpoint, stage)
     if not _rank_zero():
         return 0
