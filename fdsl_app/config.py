@@ -271,7 +271,8 @@ class TrainerCfg:
 
 @dataclass
 class LogCfg:
-    """Where metrics go: csv (default), wandb or none."""
+    """Where metrics go: metrics.csv always, plus W&B and/or TensorBoard ("wandb", "tensorboard",
+    "wandb+tensorboard"); "none" logs nothing."""
 
     backend: str = "csv"
     project: str = "fdsl_app"
@@ -282,8 +283,17 @@ class LogCfg:
     sample_ledger: bool = False
 
     def __post_init__(self) -> None:
-        _choice("log", "backend", self.backend, ("csv", "wandb", "none"))
+        for name in self.backend.split("+"):
+            _choice("log", "backend", name, ("csv", "wandb", "tensorboard", "none"))
+        if "none" in self.backends and self.backend != "none":
+            raise ValueError(f"log.backend={self.backend!r}: none cannot be combined with other loggers")
         _choice("log", "wandb_mode", self.wandb_mode, ("online", "offline"))
+
+    @property
+    def backends(self) -> set[str]:
+        """The loggers of the run: csv always (unless "none"), and the others named."""
+        names = set(self.backend.split("+"))
+        return names if "none" in names else names | {"csv"}
 
 
 @dataclass

@@ -198,3 +198,14 @@ def test_throughput_counts_the_loader_wait_not_the_work_between_steps():
 def test_throughput_refuses_a_trainer_without_its_timer():
     with pytest.raises(ValueError, match="profiler=throughput.fetch_timer"):
         _trainer(max_steps=1, callbacks=[Throughput()]).fit(Tiny(), _loader())
+
+
+def test_drop_wandb_anonymous_leaves_the_setting_unset():
+    from lightning.pytorch.loggers import WandbLogger
+
+    from fdsl_app.training.lightning_internals import drop_wandb_anonymous
+
+    logger = WandbLogger(offline=True)
+    assert "anonymous" in logger._wandb_init  # what W&B warns about, were it passed on
+    drop_wandb_anonymous(logger)
+    assert "anonymous" not in logger._wandb_init

@@ -1,7 +1,8 @@
 """The ``fdsl_app`` command line: ``fdsl_app <verb> [options]``.
 
 Verbs live in :data:`COMMANDS` (verb -> :class:`Command`); a verb with sub-verbs (``bench``) holds its own table.
-Each verb group has its module: :mod:`~fdsl_app.cli.train`, :mod:`~fdsl_app.cli.families`, :mod:`~fdsl_app.cli.bench`.
+Each verb group has its module: :mod:`~fdsl_app.cli.train`, :mod:`~fdsl_app.cli.runs`, :mod:`~fdsl_app.cli.families`,
+:mod:`~fdsl_app.cli.bench`.
 
 Errors: bad flag values stop in argparse with a message naming the flag (exit 2). After parsing, bad input is a
 ``ValueError`` that fdsl_app raised on purpose: one line, exit 2; a :class:`~fdsl_app.errors.RunFailure` or an
@@ -21,7 +22,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from fdsl_app import provenance
-from fdsl_app.cli import bench, families, train
+from fdsl_app.cli import bench, families, runs, train
 from fdsl_app.cli.args import UsageError
 from fdsl_app.errors import RunFailure
 
@@ -54,6 +55,8 @@ COMMANDS: dict[str, Command] = {
                    "[key=value ...]", train.configure_fit),  # fmt: skip
     "validate": Command(train.run_validate, "validate a checkpoint", train.configure_evaluate),
     "test": Command(train.run_test, "test a checkpoint", train.configure_evaluate),
+    "runs": Command(runs.run_runs, "list runs (state, step, metrics, speed), or compare a few side by side with a "
+                    "plot of their curves", runs.configure_runs),  # fmt: skip
     "families": Command(families.run_families, "list the formula families", families.configure_families),
     "search": Command(families.run_search, "generate a family's class parameters (FractalDB: the category search) "
                       "into a file", families.configure_search),  # fmt: skip

@@ -1,18 +1,23 @@
 """The training verbs of the command line: ``fit``, ``validate`` and ``test``.
 
 ``fdsl_app fit [--config RECIPE] [key=value ...]`` trains (with no config: the quick-start recipe);
-``--print-config`` shows the resolved configuration and exits. ``validate``/``test`` evaluate a checkpoint.
+``--print-config`` shows the resolved configuration and exits. ``validate``/``test`` evaluate a checkpoint, or a run
+directory's best one, with the run's own config.yaml unless ``--config`` is given, and save the metrics as
+``<stage>.json`` in the run directory.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
+import time
 from pathlib import Path
 
 from fdsl_app.cli.args import say
 from fdsl_app.config import QUICKSTART, RECIPES_DIR, load_config, to_yaml
+from fdsl_app.files import write_atomic
 
 
 def _recipe(text: str) -> Path:
@@ -41,14 +46,38 @@ def configure_fit(parser: argparse.ArgumentParser) -> None:
 
 def configure_evaluate(parser: argparse.ArgumentParser) -> None:
     _add_common(parser)
-    parser.add_argument("--ckpt", type=Path, required=True, help="checkpoint to evaluate")
+    parser.add_argument("--ckpt", type=Path, required=True, metavar="CKPT_OR_RUN",
+                        help="checkpoint to evaluate, or a run directory (its best checkpoint, else last.ckpt); "
+                             "inside a run, its config.yaml is the config unless --config is given")  # fmt: skip
 
 
-def _load(args: argparse.Namespace):  # noqa: ANN202 - RunCfg
+def _load(args: argparse.Namespace, run_dir: Path | None = None):  # noqa: ANN202 - RunCfg
+    """The config of `args`; without --config and given the run directory `run_dir`, the run's own config.yaml
+    (pointing at that directory wherever it now is)."""
     for item in args.overrides:
         if "=" not in item:
             raise ValueError(f"override {item!r} is not KEY=VALUE (e.g. optim.lr=0.001)")
+    if args.config is None and run_dir is not None:
+        where = [f"root={run_dir.parent.resolve()}", f"name={run_dir.name}"]
+        return load_config(run_dir / "config.yaml", [*where, *args.overrides])
     return load_config(args.config or QUICKSTART, args.overrides)
+
+
+def _run_of(path: Path) -> Path | None:
+    """The run directory `path` is, or holds the checkpoint `path`; None for a checkpoint outside a run."""
+    run = path if path.is_dir() else path.parent.parent if path.parent.name == "checkpoints" else None
+    return run if run is not None and (run / "config.yaml").is_file() else None
+
+
+def _checkpoint_of(run_dir: Path) -> Path:
+    """A run directory's newest best checkpoint, else its last.ckpt."""
+    checkpoints = run_dir / "checkpoints"
+    best = sorted(checkpoints.glob("best-*.ckpt"), key=lambda p: p.stat().st_mtime)
+    if best:
+        return best[-1]
+    if (checkpoints / "last.ckpt").is_file():
+        return checkpoints / "last.ckpt"
+    raise ValueError(f"run {run_dir} has no checkpoint in {checkpoints}: pass --ckpt a checkpoint file")
 
 
 def _rank_zero() -> bool:
@@ -93,39 +122,72 @@ def run_fit(args: argparse.Namespace) -> int:
         say(run_status(cfg))
         return 0
     from fdsl_app.cluster.launch import launch_fit  # torch, timm and Lightning load only for training
+    from fdsl_app.training.terminal import quiet_libraries
 
+    quiet_libraries()  # before the launcher looks at the environment (Lightning's srun hint)
     result = launch_fit(cfg)
-    # A SIGTERM'd run exits as one, from rank 0 only: a launcher that sees one rank fail kills the others, and rank 0
-    # may still be writing the run directory.
-    status = 128 + 15 if result.terminated and _rank_zero() else 0
+    # A SIGTERM'd (Ctrl-C'd) run exits as one, from rank 0 only: a launcher that sees one rank fail kills the others,
+    # and rank 0 may still be writing the run directory.
+    status = 128 + 15 if result.terminated else 128 + 2 if result.interrupted else 0
     if not _rank_zero():  # one summary per run
-        return status
-    say(f"run directory: {result.run_dir}")
-    for key in ("train/loss_epoch", "val/loss", "val/top1", "val/top5"):
-        if key in result.metrics:
-            say(f"{key}: {result.metrics[key]:.4f}")
-    if result.perf:
-        say(f"images/s: {result.perf['perf/images_per_sec']:.0f}, waiting for data: "
-             f"{100 * result.perf['perf/data_wait']:.1f}% of step time")  # fmt: skip
-    say(f"checkpoints: last {result.last_checkpoint}, best {result.best_checkpoint}")
-    say(f"elapsed: {result.seconds:.0f} s")
-    if result.stopped_by is not None:
-        say(f"stopped early by {result.stopped_by}, with a checkpoint: resume=auto continues the run")
+        return 0
+    for line in _summary(result):
+        say(line)
     return status
 
 
+def _summary(result) -> list[str]:  # noqa: ANN001 - FitResult (Lightning loads only for training)
+    """What a fit did: each metric with the step of its value, speed, checkpoints, and how the run ended."""
+    from fdsl_app.training.runs import SUMMARY_METRICS, RunRecord
+
+    run = RunRecord.read(result.run_dir)
+    lines = [f"run directory: {result.run_dir}"]
+    for key in SUMMARY_METRICS:
+        last = run.last(key)
+        if last is not None:
+            lines.append(f"{key}: {last[0]:.4f} (step {last[1]})")
+        elif key in result.metrics:  # no metrics.csv (log.backend=none)
+            lines.append(f"{key}: {result.metrics[key]:.4f}")
+    if result.perf:
+        lines.append(f"images/s: {result.perf['perf/images_per_sec']:.0f}, waiting for data: "
+                     f"{100 * result.perf['perf/data_wait']:.1f}% of step time")  # fmt: skip
+    best = run.best("val/top1")
+    of_best = f" (val/top1 {best[0]:.4f} at step {best[1]})" if best is not None and result.best_checkpoint else ""
+    lines.append(f"checkpoints: last {result.last_checkpoint}, best {result.best_checkpoint}{of_best}")
+    if (result.run_dir / "curves.png").is_file():
+        lines.append(f"curves: {result.run_dir / 'curves.png'}")
+    lines.append(f"elapsed: {result.seconds:.0f} s")
+    state = run.state.get("state")
+    if state == "finished":
+        lines.append(f"finished at step {run.state.get('step')}")
+    elif run.stop_line() is not None:
+        lines.append(run.stop_line())
+    return lines
+
+
 def _run_evaluate(args: argparse.Namespace, stage: str) -> int:
-    cfg = _load(args)
+    run_dir = _run_of(args.ckpt)
+    cfg = _load(args, run_dir)
     if args.print_config:
         say(to_yaml(cfg))
         return 0
+    checkpoint = _checkpoint_of(args.ckpt) if args.ckpt.is_dir() and run_dir is not None else args.ckpt
     from fdsl_app.cluster.launch import launch_evaluate
+    from fdsl_app.training.terminal import quiet_libraries
 
-    results = launch_evaluate(cfg, args.ckpt, stage)
+    quiet_libraries()
+    results = launch_evaluate(cfg, checkpoint, stage)
     if not _rank_zero():
         return 0
+    say(f"checkpoint: {checkpoint}" + ("" if args.config else f" (config: {run_dir / 'config.yaml'})" if run_dir
+                                            else ""))  # fmt: skip
     for key, value in results.items():
         say(f"{key}: {value:.4f}")
+    saved = (run_dir or cfg.run_dir) / f"{stage}.json"
+    record = {"checkpoint": str(checkpoint.resolve()), "metrics": results,
+              "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}  # fmt: skip
+    write_atomic(saved, json.dumps(record, indent=2))
+    say(f"saved: {saved}")
     return 0
 
 

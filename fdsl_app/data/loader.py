@@ -14,8 +14,9 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 REQUEUE_SIGNAL = signal.SIGUSR1
 #: What schedulers send to every process of a job step (the requeue signal; SIGTERM from scancel, preemption, PBS's
 #: qdel). The training process handles them at a step boundary (:mod:`fdsl_app.training.preemption`); a loader
-#: worker killed by one would fail the training process before it gets there.
-JOB_SIGNALS = (REQUEUE_SIGNAL, signal.SIGTERM)
+#: worker killed by one would fail the training process before it gets there. SIGINT: a terminal's Ctrl-C reaches
+#: the whole process group.
+JOB_SIGNALS = (REQUEUE_SIGNAL, signal.SIGTERM, signal.SIGINT)
 
 
 def ignore_job_signals(worker_id: int) -> None:

@@ -1,8 +1,9 @@
 """Config -> datamodule, module, callbacks, loggers, Trainer -> fit; and validate/test of a checkpoint.
 
 A run lives in ``<root>/<name>/`` (:mod:`fdsl_app.training.run_dir`): besides the run directory's records,
-``samples.png`` (a training batch as the model sees it), ``checkpoints/`` (``last.ckpt`` and the best by
-``val/top1``) and, with W&B, ``wandb/`` plus ``wandb_id`` so a resumed run continues the same W&B run.
+``samples.png`` (a training batch as the model sees it), ``curves.png`` (loss, accuracy and learning rate by step,
+drawn at the end), ``checkpoints/`` (``last.ckpt`` and the best by ``val/top1``), with W&B ``wandb/`` plus
+``wandb_id`` so a resumed run continues the same W&B run, and with TensorBoard ``tensorboard/``.
 ``resume=auto`` continues from ``checkpoints/last.ckpt`` of a run with the same config.
 
 With several processes every rank runs :func:`fit`; :mod:`fdsl_app.cluster.launch` says which launcher started
@@ -27,6 +28,7 @@ import lightning as L
 import torch
 from lightning.fabric.plugins.environments import ClusterEnvironment
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.strategies import StrategyRegistry
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
@@ -41,7 +43,7 @@ from fdsl_app.models.checkpoint import load_pretrained
 from fdsl_app.models.module import ClassifierModule, NonFiniteLossError, create_network
 from fdsl_app.training.callbacks import DataPosition, LastCheckpoint, RngState, SampleGrid, SampleLedger, Throughput
 from fdsl_app.training.checkpoints import check_fits, read_checkpoint
-from fdsl_app.training.lightning_internals import stop_by_steps
+from fdsl_app.training.lightning_internals import drop_wandb_anonymous, stop_by_steps
 from fdsl_app.training.preemption import Preemption, StopCause
 from fdsl_app.training.run_dir import (
     environment,
@@ -51,6 +53,8 @@ from fdsl_app.training.run_dir import (
     read_metrics,
     write_state,
 )
+from fdsl_app.training.runs import write_run_curves
+from fdsl_app.training.terminal import StepBar, interactive, progress_callbacks, quiet_libraries
 
 log = logging.getLogger("fdsl_app")
 
@@ -77,6 +81,11 @@ class FitResult:
         return self.stop == StopCause.SIGTERM
 
     @property
+    def interrupted(self) -> bool:
+        """Stopped by Ctrl-C: the command exits with status 130, as an interrupted process."""
+        return self.stop == StopCause.INTERRUPT
+
+    @property
     def requeue_requested(self) -> bool:
         """Stopped by the requeue signal: the job should go back in the queue."""
         return self.stop == StopCause.REQUEUE_SIGNAL
@@ -88,21 +97,33 @@ def _precision(value: str) -> str:
     return "bf16-mixed" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "32-true"
 
 
-def _logger(cfg: RunCfg, run_dir: Path) -> Any:
-    if cfg.log.backend == "none":
+def _loggers(cfg: RunCfg, run_dir: Path) -> list[Any] | bool:
+    """metrics.csv first (the run's own record, which ``fdsl_app runs`` and curves.png read), then W&B and
+    TensorBoard as asked."""
+    backends = cfg.log.backends
+    if "none" in backends:
         return False
-    if cfg.log.backend == "csv":
-        return L.pytorch.loggers.CSVLogger(save_dir=run_dir, name="", version="")
+    loggers: list[Any] = [L.pytorch.loggers.CSVLogger(save_dir=run_dir, name="", version="")]
+    if "wandb" in backends:
+        loggers.append(_wandb_logger(cfg, run_dir))
+    if "tensorboard" in backends:
+        loggers.append(L.pytorch.loggers.TensorBoardLogger(save_dir=run_dir, name="tensorboard", version="",
+                                                           default_hp_metric=False))  # fmt: skip
+    return loggers
+
+
+def _wandb_logger(cfg: RunCfg, run_dir: Path) -> Any:
     import wandb  # imported only when asked for
-    from lightning.pytorch.loggers import WandbLogger
 
     # The run id is kept in the run directory, so that a resumed run continues the same W&B run.
     id_file = run_dir / "wandb_id"
     if not id_file.is_file() and is_rank_zero():  # other ranks log nothing to W&B
         id_file.write_text(wandb.sdk.lib.runid.generate_id())
     run_id = id_file.read_text().strip() if id_file.is_file() else None
-    return WandbLogger(project=cfg.log.project, name=cfg.name, save_dir=str(run_dir), id=run_id,
-                       resume="allow", offline=cfg.log.wandb_mode == "offline", config=to_dict(cfg))  # fmt: skip
+    logger = WandbLogger(project=cfg.log.project, name=cfg.name, save_dir=str(run_dir), id=run_id,
+                         resume="allow", offline=cfg.log.wandb_mode == "offline", config=to_dict(cfg))  # fmt: skip
+    drop_wandb_anonymous(logger)
+    return logger
 
 
 def preflight(cfg: RunCfg) -> None:
@@ -115,6 +136,9 @@ def preflight(cfg: RunCfg) -> None:
         raise ValueError(f"trainer.accelerator={accelerator} but torch sees no CUDA GPU here: run on a GPU node, or "
                          "set trainer.accelerator=cpu (or auto)")  # fmt: skip
     strategy = cfg.trainer.strategy
+    if "tensorboard" in cfg.log.backends and not _tensorboard_available():
+        raise ValueError("log.backend includes tensorboard, which is not installed: pip install tensorboard (or "
+                         "drop tensorboard from log.backend)")  # fmt: skip
     if strategy != "auto" and strategy not in StrategyRegistry:
         close = ", ".join(difflib.get_close_matches(strategy, StrategyRegistry.available_strategies(), n=3))
         raise ValueError(f"unknown trainer.strategy={strategy!r}; close matches: {close or 'none'} (or auto)")
@@ -140,6 +164,12 @@ def record_data_source(datamodule: L.LightningDataModule, run_dir: Path | None) 
     (log.info if as_expected else log.warning)(line)
 
 
+def _tensorboard_available() -> bool:
+    import importlib.util
+
+    return any(importlib.util.find_spec(name) is not None for name in ("tensorboard", "tensorboardX"))
+
+
 def make_trainer(
     cfg: RunCfg, run_dir: Path, callbacks: list[L.Callback], logger: Any, env: Any = None, profiler: Any = None
 ) -> L.Trainer:
@@ -153,7 +183,8 @@ def make_trainer(
             accumulate_grad_batches=t.accumulate_grad_batches, log_every_n_steps=t.log_every_n_steps,
             limit_train_batches=t.limit_train_batches, limit_val_batches=t.limit_val_batches,
             check_val_every_n_epoch=t.val_every_n_epochs, gradient_clip_val=cfg.optim.clip_grad,
-            enable_progress_bar=t.enable_progress_bar, callbacks=callbacks, logger=logger, enable_model_summary=False,
+            enable_progress_bar=any(isinstance(c, StepBar) for c in callbacks), callbacks=callbacks, logger=logger,
+            enable_model_summary=False,
             plugins=[env] if env is not None else None, profiler=profiler,
         )  # fmt: skip
     except (MisconfigurationException, ValueError, TypeError, ImportError) as err:  # settings Lightning refuses
@@ -217,9 +248,10 @@ class _Callbacks:
         others: list[L.Callback] = [SampleLedger(run_dir / "ledger")] if cfg.log.sample_ledger else []
         others += [DataPosition(), RngState()]
         if cfg.log.sample_grid:
-            wandb = logger if cfg.log.backend == "wandb" else None
+            wandb = next((x for x in logger if isinstance(x, WandbLogger)), None) if logger else None
             others.append(SampleGrid(run_dir / "samples.png", cfg.data.augment.mean, cfg.data.augment.std, wandb))
         throughput = Throughput(window=cfg.trainer.log_every_n_steps)  # a figure per logged step
+        others += progress_callbacks(cfg.trainer.enable_progress_bar, cfg.trainer.log_every_n_steps)[0]
         return cls(Preemption(cfg.trainer.max_time), last, best, throughput, others)
 
     @property
@@ -242,12 +274,13 @@ def fit(
             cluster launcher checks the world there and waits for rank 0).
     """
     start = time.perf_counter()
+    quiet_libraries()
     preflight(cfg)  # before the run directory is made
     with owned_run_dir(cfg) as (run_dir, resume_from):
         if is_rank_zero():
             write_atomic(run_dir / "env.json", json.dumps(environment(), indent=2))
         L.seed_everything(cfg.seed, workers=True, verbose=False)
-        logger = _logger(cfg, run_dir)
+        logger = _loggers(cfg, run_dir)
         callbacks = _Callbacks.of(cfg, run_dir, logger)
         trainer = make_trainer(cfg, run_dir, callbacks.all, logger, env, profiler=callbacks.throughput.fetch_timer)
         datamodule, module = build(cfg, trainer)
@@ -261,9 +294,15 @@ def fit(
         _run(cfg, trainer, module, datamodule, run_dir, resume_from, callbacks)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if torch.is_tensor(v) and v.numel() == 1}
     last = callbacks.last.path if callbacks.last.path.is_file() else None
-    best = Path(callbacks.best.best_model_path) if callbacks.best.best_model_path else None
+    best = Path(callbacks.best.best_model_path) if callbacks.best.best_model_path else _newest_best(run_dir)
     return FitResult(run_dir, last, best, metrics, callbacks.throughput.summary(), time.perf_counter() - start,
                      callbacks.preemption.cause)  # fmt: skip
+
+
+def _newest_best(run_dir: Path) -> Path | None:
+    """The best checkpoint an earlier session saved, when this one validated nothing (a resume that stopped first)."""
+    saved = sorted((run_dir / "checkpoints").glob("best-*.ckpt"), key=lambda p: p.stat().st_mtime)
+    return saved[-1] if saved else None
 
 
 def _run(
@@ -297,7 +336,8 @@ def _run(
     finally:
         if is_rank_zero():
             merge_metrics(run_dir / "metrics.csv", earlier_metrics, callbacks.last.recovered_row)
-        if cfg.log.backend == "wandb" and trainer.is_global_zero:
+            write_run_curves(run_dir)
+        if "wandb" in cfg.log.backends and trainer.is_global_zero:
             import wandb
 
             wandb.finish()  # close this run's files; a resumed fit reopens the same run id
@@ -308,10 +348,12 @@ def evaluate(
 ) -> dict[str, float]:
     """Validate or test a checkpoint on `cfg`'s data; returns the metrics (`env`: as for :func:`fit`)."""
     checkpoint = Path(checkpoint)
+    quiet_libraries()
     stored = dict(read_checkpoint(checkpoint))  # unreadable: refused before anything is built
     stored["state_dict"] = dict(stored["state_dict"])  # on_load_checkpoint edits it
     os.makedirs(cfg.run_dir, exist_ok=True)
-    trainer = make_trainer(cfg, cfg.run_dir, [], False, env)
+    bar = [StepBar()] if cfg.trainer.enable_progress_bar and interactive() else []
+    trainer = make_trainer(cfg, cfg.run_dir, bar, False, env)
     datamodule, module = build(cfg, trainer, training=False)
     check_fits(stored, checkpoint, module)
     module.on_load_checkpoint(stored)  # EMA weights in or out, as a resume handles them

@@ -8,6 +8,7 @@ tests passed with (2.6). A Lightning upgrade that moves one of these fails there
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import lightning as L
 from lightning.fabric.utilities.apply_func import convert_tensors_to_scalars
@@ -98,3 +99,9 @@ class LoaderFetchTimer(Profiler):
         if self._started is not None and action_name.endswith(self.ACTION):
             self.seconds += time.perf_counter() - self._started
             self._started = None
+
+
+def drop_wandb_anonymous(logger: Any) -> None:
+    """Leave W&B's ``anonymous`` setting unset: WandbLogger passes ``anonymous=None`` to ``wandb.init``, which
+    W&B (>= 0.19) answers with a deprecation warning at every run; the logger has no public way to omit it."""
+    logger._wandb_init.pop("anonymous", None)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
+import sys
 import threading
 import time
 from enum import IntEnum
@@ -27,18 +29,21 @@ class StopCause(IntEnum):
     TIME_LIMIT = 1
     REQUEUE_SIGNAL = 2
     SIGTERM = 3
+    INTERRUPT = 4
 
     @property
     def reason(self) -> str:
         """As ``state.json`` and the log say it."""
-        return {1: "the time limit (trainer.max_time)", 2: "the requeue signal", 3: "SIGTERM"}.get(self, "nothing")
+        return {1: "the time limit (trainer.max_time)", 2: "the requeue signal", 3: "SIGTERM",
+                4: "Ctrl-C"}.get(self, "nothing")  # fmt: skip
 
 
 class Preemption(L.Callback):
     """Ends a job's part of a run cleanly, before the job is killed: at the next optimiser step, checkpoint and stop.
 
     Triggers: the requeue signal (SIGUSR1: ``#SBATCH --signal=USR1@180`` sends it 3 minutes before the time limit),
-    SIGTERM (Slurm preemption or ``scancel``, PBS ``qdel``, a plain ``kill``) and `max_time` ("DD:HH:MM:SS" of this
+    SIGTERM (Slurm preemption or ``scancel``, PBS ``qdel``, a plain ``kill``), Ctrl-C (SIGINT: a second one exits at
+    once, without a checkpoint) and `max_time` ("DD:HH:MM:SS" of this
     process, counted from the callback's creation: a resumed job gets the whole time again). Signal handlers only
     set a flag; the decision is taken at optimiser-step boundaries and reduced over ranks, so every rank stops at the
     same step (no collective runs inside a signal handler, unlike Lightning's own SIGTERM handling, which this
@@ -58,6 +63,12 @@ class Preemption(L.Callback):
         self._seen_step = -1
 
     def _handle(self, signum: int, frame: Any) -> None:
+        if signum == signal.SIGINT and self.signalled == signal.SIGINT:  # the user will not wait for the step
+            os.write(sys.stderr.fileno(), b"\nsecond Ctrl-C: exiting now, without a checkpoint\n")
+            os._exit(128 + signal.SIGINT)
+        if signum == signal.SIGINT:
+            os.write(sys.stderr.fileno(), b"\nCtrl-C: stopping at the next step with a checkpoint "
+                     b"(Ctrl-C again to exit at once)\n")  # fmt: skip
         self.signalled = signum  # only a flag: the checkpoint is taken at a step boundary
 
     def _install(self, signum: int) -> None:
@@ -67,6 +78,7 @@ class Preemption(L.Callback):
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if stage == "fit":
             self._install(REQUEUE_SIGNAL)
+            self._install(signal.SIGINT)  # Lightning would turn it into a failed run without a checkpoint
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._install(signal.SIGTERM)  # after Lightning registered its handler at the start of the fit
@@ -96,7 +108,8 @@ class Preemption(L.Callback):
             return  # mid-accumulation (no step boundary yet), already stopping, or the run's last step anyway
         self._seen_step = step
         # What asks to stop, reduced (max) over ranks, so that every rank stops at this step for the same reason.
-        signalled = {REQUEUE_SIGNAL: StopCause.REQUEUE_SIGNAL, signal.SIGTERM: StopCause.SIGTERM}
+        signalled = {REQUEUE_SIGNAL: StopCause.REQUEUE_SIGNAL, signal.SIGTERM: StopCause.SIGTERM,
+                     signal.SIGINT: StopCause.INTERRUPT}  # fmt: skip
         cause = signalled.get(self.signalled, StopCause.NONE)  # type: ignore[call-overload]
         if not cause and self.deadline is not None and time.monotonic() >= self.deadline:
             cause = StopCause.TIME_LIMIT
