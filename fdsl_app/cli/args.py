@@ -80,8 +80,8 @@ def add_family_arguments(parser: argparse.ArgumentParser, *, family_required: bo
     parser.add_argument("--set", dest="settings", type=setting_arg, action="append", default=[], metavar="KEY=VALUE",
                         help="override a family setting (repeatable), e.g. --set image_size=224")  # fmt: skip
     parser.add_argument("--params", type=Path, default=None, metavar="FILE",
-                        help="class parameters: a file from `fdsl_app search` or a named set (`fdsl_app families` lists them); "
-                             "default: generated from --seed")  # fmt: skip
+                        help="class parameters: a file from `fdsl_app search` or a named set (`fdsl_app "
+                             "families` lists them); default: generated from --seed")  # fmt: skip
     parser.add_argument("--seed", type=seed_arg, default=0, help="seed of the parameters and the samples (default 0)")
 
 

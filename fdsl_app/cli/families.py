@@ -71,7 +71,8 @@ def run_families(args: argparse.Namespace) -> int:
 def configure_search(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("family", help="family name (see `fdsl_app families`)")
     parser.add_argument("--classes", type=int, default=None, help="number of classes (default: the family's)")
-    parser.add_argument("--seed", type=seed_arg, default=None, help="seed of the search (default 0; with --published 1)")
+    parser.add_argument("--seed", type=seed_arg, default=None,
+                        help="seed of the search (default 0; with --published 1)")  # fmt: skip
     parser.add_argument("--published", action="store_true",
                         help="FractalDB/OFDB: replay the published search script's one numpy stream (setting "
                              "published_stream); with the default seed 1 and 1000 classes: the published FractalDB-1k "

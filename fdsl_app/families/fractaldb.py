@@ -29,9 +29,9 @@ import numpy as np
 
 from fdsl_app import render
 from fdsl_app.families.base import ClassParams
+from fdsl_app.families.cache import default_cache_dir
 from fdsl_app.families.fractaldb_csv import read_fractaldb_csv_folder
 from fdsl_app.families.ifs import IfsFamily, IfsRenderSettings
-from fdsl_app.families.cache import default_cache_dir
 from fdsl_app.families.registry import make_settings, register_family, register_named_params
 from fdsl_app.families.search import CategorySearch, PublishedSearch, SearchState, run_search
 from fdsl_app.files import locked

@@ -13,8 +13,8 @@ import difflib
 import fnmatch
 import typing
 import warnings
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from fdsl_app.families.base import RENDER_SETTINGS, ClassParams, Family, SettingsMismatch
