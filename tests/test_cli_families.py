@@ -19,8 +19,11 @@ def run(capsys, *argv: str) -> tuple[int, str, str]:
 def test_families_lists_every_registered_family(capsys):
     code, out, _ = run(capsys, "families")
     assert code == 0
-    listed = [line.split()[0] for line in out.strip().splitlines()]
-    assert {"fractaldb", "ofdb", "onepfrac", "rcdb", "visualatom"} <= set(listed) and listed == sorted(listed)
+    families, named = out.split("\n\nnamed parameter sets")
+    listed = [line.split()[0] for line in families.strip().splitlines()]
+    assert {"fractaldb", "ofdb", "onepfrac", "rcdb", "visualatom", "exfractaldb"} <= set(listed)
+    assert listed == sorted(listed)
+    assert "  fractaldb1k-published: FractalDB-1k's 1,000 published categories" in named
     code, out, _ = run(capsys, "families", "rc*")
     assert out.split()[0] == "rcdb" and len(out.strip().splitlines()) == 1
 

@@ -59,9 +59,10 @@ def run_families(args: argparse.Namespace) -> int:
         family = create_family(name)
         doc = (family_class(name).__doc__ or "").strip().splitlines()[0]
         say(f"{name:12s} {family.num_classes:>6,} classes x {family.instances_per_class:>5,} instances  {doc}")
-    say("named parameter sets (--params NAME, data.params: NAME; made on first use):")
-    for name, description in named_params().items():
-        say(f"  {name}: {description}")
+    if args.pattern == "*":
+        say("\nnamed parameter sets (--params NAME, data.params: NAME; made on first use):")
+        for name, description in named_params().items():
+            say(f"  {name}: {description}")
     return 0
 
 
