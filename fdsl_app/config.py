@@ -404,8 +404,9 @@ def _layers(path: str | Path | None, selections: dict[str, str]) -> list[dict[st
     Hydra's defaults lists)."""
     used: set[str] = set()
     own = _read_yaml(Path(path).resolve(), selections=selections, used=used) if path is not None else []
-    added = [_read_yaml(CONFIGS_DIR / group / f"{name}.yaml") for group, name in selections.items() if group not in used]
-    return [*own[:-1], *(layer for layers in added for layer in layers), *own[-1:]]
+    added = [layer for group, name in selections.items() if group not in used
+             for layer in _read_yaml(CONFIGS_DIR / group / f"{name}.yaml")]  # fmt: skip
+    return [*own[:-1], *added, *own[-1:]]
 
 
 def _allowed_keys(schema: DictConfig, full_key: str) -> list[str]:

@@ -107,7 +107,7 @@ GPU = torch.cuda.is_available()
         (["data.settings.dleta=0.1"], "onepfrac has no setting 'dleta' (did you mean 'delta'?)"),
         (["model.init_from=runs/nowhere/last.ckpt"], "model.init_from=runs/nowhere/last.ckpt: no such file; give a "
                                                      "checkpoint"),
-        (["data.source=cifar10", "data.root={tmp}"], "CIFAR-10 not found: expected the folder {tmp}/cifar-10-batches-py"),
+        (["data.source=cifar10", "data.root={tmp}"], "CIFAR-10 not found: expected the folder {tmp}/cifar-10-batches"),
         (["data.source=folder", "data.root="], "data.root must name the folder folder (data.source=folder): give "
                                                "data.root=PATH"),
         pytest.param(["trainer=gpu"], "trainer.accelerator=gpu but torch sees no CUDA GPU here",

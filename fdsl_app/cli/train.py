@@ -53,7 +53,7 @@ def configure_evaluate(parser: argparse.ArgumentParser) -> None:
 def _check_overrides(args: argparse.Namespace) -> None:
     for item in args.overrides:
         if "=" not in item:
-            raise ValueError(f"override {item!r} is not KEY=VALUE (e.g. optim.lr=0.001) or GROUP=NAME (model=deit_tiny)")
+            raise ValueError(f"override {item!r} is not KEY=VALUE (optim.lr=0.001) or GROUP=NAME (model=deit_tiny)")
 
 
 def _load(args: argparse.Namespace):  # noqa: ANN202 - RunCfg
