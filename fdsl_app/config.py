@@ -1,9 +1,11 @@
 """Typed run configuration: dataclasses merged with YAML files and ``key=value`` overrides through omegaconf.
 
 A run is ``RunCfg``: ``model``, ``data`` (with its ``augment``), ``optim``, ``trainer`` and ``log`` sections. A
-YAML file may list other YAML files to start from (``defaults: [model/vit_tiny_32.yaml, ...]``, relative to the
-``configs/`` folder or to the file itself); later files and then the dotlist overrides win. An unknown key, a
-wrong type or a value outside its allowed set fails at load with the key's full path and what it accepts.
+YAML file may list other files to start from (``defaults: [model/vit_tiny_32, finetune_cifar10]``, ``.yaml``
+optional: config group files of ``configs/``, recipes of ``recipes/``, or files next to it); later files, then the
+file's own keys, then the overrides win. ``GROUP=NAME`` overrides swap a group's file (``model=deit_tiny``), as
+Hydra does. An unknown key, a wrong type or a value outside its allowed set fails at load with the key's full path
+and what it accepts; a value marked ``???`` is required.
 """
 
 from __future__ import annotations
