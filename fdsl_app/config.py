@@ -441,9 +441,28 @@ def _merge(path: str | Path | None, overrides: list[str] | None) -> tuple[DictCo
     except (OmegaConfBaseException, yaml.YAMLError):
         raise _override_error(dotlist_items) from None
     try:
-        return schema, OmegaConf.merge(schema, *layers, dotlist)
+        merged = OmegaConf.merge(schema, *layers, dotlist)
     except OmegaConfBaseException as err:
         raise _config_error(schema, err) from None
+    for key in _marked_required([*layers, OmegaConf.to_container(dotlist)]):
+        OmegaConf.update(merged, key, "???")  # omegaconf's merge keeps the earlier value (or the schema's) under ???
+    return schema, merged
+
+
+def _marked_required(layers: list[Any]) -> list[str]:
+    """The keys whose last value over `layers` is ``???``."""
+    last: dict[str, Any] = {}
+
+    def walk(node: dict[str, Any], prefix: str) -> None:
+        for key, value in node.items():
+            if isinstance(value, dict):
+                walk(value, f"{prefix}{key}.")
+            else:
+                last[f"{prefix}{key}"] = value
+
+    for layer in layers:
+        walk(layer, "")
+    return [key for key, value in last.items() if value == "???"]
 
 
 def _config_error(schema: DictConfig, err: OmegaConfBaseException) -> ValueError:
