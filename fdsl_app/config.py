@@ -1,9 +1,11 @@
 """Typed run configuration: dataclasses merged with YAML files and ``key=value`` overrides through omegaconf.
 
 A run is ``RunCfg``: ``model``, ``data`` (with its ``augment``), ``optim``, ``trainer`` and ``log`` sections. A
-YAML file may list other YAML files to start from (``defaults: [model/vit_tiny_32.yaml, ...]``, relative to the
-``configs/`` folder or to the file itself); later files and then the dotlist overrides win. An unknown key, a
-wrong type or a value outside its allowed set fails at load with the key's full path and what it accepts.
+YAML file may list other files to start from (``defaults: [model/vit_tiny_32, finetune_cifar10]``, ``.yaml``
+optional: config group files of ``configs/``, recipes of ``recipes/``, or files next to it); later files, then the
+file's own keys, then the overrides win. ``GROUP=NAME`` overrides swap a group's file (``model=deit_tiny``), as
+Hydra does. An unknown key, a wrong type or a value outside its allowed set fails at load with the key's full path
+and what it accepts; a value marked ``???`` is required.
 """
 
 from __future__ import annotations
@@ -180,8 +182,9 @@ class DataCfg:
             raise ValueError("data.persistent_workers=true needs data.num_workers >= 1")
         if not self.class_list.strip():
             raise ValueError("data.class_list is empty; name a shipped list (cmc) or the path of a wnid file")
-        if self.source != "family" and self.root is None:
-            raise ValueError(f"data.root must name the {self.source} folder (data.source={self.source})")
+        if self.source != "family" and not self.root:
+            raise ValueError(f"data.root must name the {self.source} folder (data.source={self.source}): give "
+                             "data.root=PATH")  # fmt: skip
 
 
 @dataclass
@@ -327,8 +330,64 @@ class RunCfg:
         return Path(self.root) / self.name
 
 
-def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> list[dict[str, Any]]:
-    """The file's mapping, preceded by those of the files its ``defaults`` list names (recursively)."""
+def config_groups() -> dict[str, list[str]]:
+    """The config groups (the folders of ``configs/``) and the names each offers: ``model=NAME`` picks one."""
+    if not CONFIGS_DIR.is_dir():
+        return {}
+    return {d.name: sorted(f.stem for f in d.glob("*.yaml")) for d in sorted(CONFIGS_DIR.iterdir()) if d.is_dir()}
+
+
+def list_recipes() -> dict[str, str]:
+    """Every recipe of ``recipes/`` with its description: the first line of its header comment."""
+    recipes = {}
+    for path in sorted(RECIPES_DIR.glob("*.yaml")):
+        first = path.read_text().splitlines()[:1]
+        recipes[path.stem] = first[0].lstrip("#").strip() if first and first[0].startswith("#") else ""
+    return recipes
+
+
+def _group_selections(overrides: list[str]) -> tuple[dict[str, str], list[str]]:
+    """``GROUP=NAME`` overrides (``model=deit_tiny``) apart from the ``key=value`` ones."""
+    groups = config_groups()
+    selections: dict[str, str] = {}
+    dotlist = []
+    for override in overrides:
+        key, _, value = override.partition("=")
+        if key not in groups:
+            dotlist.append(override)
+            continue
+        name = value.strip().removesuffix(".yaml")
+        if name not in groups[key]:
+            close = difflib.get_close_matches(name, groups[key], n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(f"{key}={value}: no config {key}/{name}.yaml{hint}; {key}= takes one of: "
+                             f"{', '.join(groups[key])}")  # fmt: skip
+        selections[key] = name
+    return selections, dotlist
+
+
+def _find_default(entry: str, path: Path) -> Path:
+    """A ``defaults`` entry: a config (``model/deit_tiny``) or a recipe (``finetune_cifar10``), ``.yaml`` optional,
+    next to `path`, in ``configs/`` or in ``recipes/``."""
+    name = entry if entry.endswith((".yaml", ".yml")) else f"{entry}.yaml"
+    folders = (path.parent, CONFIGS_DIR, RECIPES_DIR)
+    found = next((folder / name for folder in folders if (folder / name).is_file()), None)
+    if found is not None:
+        return found.resolve()
+    known = [f"{group}/{n}" for group, names in config_groups().items() for n in names] + list(list_recipes())
+    close = difflib.get_close_matches(entry.removesuffix(".yaml"), known, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    raise ValueError(f"{path}: defaults entry {entry!r} names no config or recipe{hint}; it takes a config group "
+                     f"file (e.g. model/deit_tiny) or a recipe name (`fdsl_app recipes` lists them)")  # fmt: skip
+
+
+def _read_yaml(
+    path: Path, seen: tuple[Path, ...] = (), selections: dict[str, str] | None = None, used: set[str] | None = None
+) -> list[dict[str, Any]]:
+    """The file's mapping, preceded by those of the files its ``defaults`` list names (recursively); a group entry
+    (``model/...``) is swapped for the one `selections` picks for its group, and the group is added to `used`."""
+    selections = selections or {}
+    used = set() if used is None else used
     if path in seen:
         raise ValueError(f"config files include each other in a loop: {' -> '.join(map(str, (*seen, path)))}")
     try:
@@ -341,14 +400,28 @@ def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> list[dict[str, Any]]:
         raise ValueError(f"config file {path} is empty: a recipe holds at least its keys (see recipes/quickstart.yaml)")
     if not isinstance(data, dict):
         raise ValueError(f"config file {path} must hold a mapping of keys, got {type(data).__name__}")
+    defaults = data.pop("defaults", None) or []
+    if not isinstance(defaults, list) or not all(isinstance(entry, str) for entry in defaults):
+        raise ValueError(f"{path}: defaults must be a list of names, e.g. [model/deit_tiny, trainer/gpu]")
     layers: list[dict[str, Any]] = []
-    for name in data.pop("defaults", None) or []:
-        candidates = [path.parent / name, CONFIGS_DIR / name]
-        found = next((c for c in candidates if c.is_file()), None)
-        if found is None:
-            raise ValueError(f"{path}: defaults entry {name!r} not found (looked in {path.parent} and {CONFIGS_DIR})")
-        layers += _read_yaml(found.resolve(), (*seen, path))
+    for entry in defaults:
+        group = entry.split("/")[0] if entry.count("/") == 1 else None
+        if group in selections:
+            entry = f"{group}/{selections[group]}"
+            used.add(group)
+        layers += _read_yaml(_find_default(entry, path), (*seen, path), selections, used)
     return [*layers, data]
+
+
+def _layers(path: str | Path | None, selections: dict[str, str]) -> list[dict[str, Any]]:
+    """The YAML layers of a run, oldest first: the recipe's defaults (groups swapped as `selections` say), the
+    selected groups the recipe does not list, then the recipe's own keys (which win over every group file, as in
+    Hydra's defaults lists)."""
+    used: set[str] = set()
+    own = _read_yaml(Path(path).resolve(), selections=selections, used=used) if path is not None else []
+    added = [layer for group, name in selections.items() if group not in used
+             for layer in _read_yaml(CONFIGS_DIR / group / f"{name}.yaml")]  # fmt: skip
+    return [*own[:-1], *added, *own[-1:]]
 
 
 def _allowed_keys(schema: DictConfig, full_key: str) -> list[str]:
@@ -371,29 +444,94 @@ def _override_error(overrides: list[str]) -> ValueError:
     return ValueError(f"cannot read the overrides {overrides}")
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunCfg:
-    """The run configuration: defaults, then the YAML file (and its ``defaults``), then ``key=value`` overrides."""
+def _merge(path: str | Path | None, overrides: list[str] | None) -> tuple[DictConfig, DictConfig]:
+    """The schema, and the run's layers and overrides merged onto it (unchecked)."""
+    selections, dotlist_items = _group_selections(list(overrides or []))
     schema = OmegaConf.structured(RunCfg)
-    layers = _read_yaml(Path(path).resolve()) if path is not None else []
+    layers = _layers(path, selections)
     try:
-        dotlist = OmegaConf.from_dotlist(list(overrides or []))
+        dotlist = OmegaConf.from_dotlist(dotlist_items)
     except (OmegaConfBaseException, yaml.YAMLError):
-        raise _override_error(list(overrides or [])) from None
+        raise _override_error(dotlist_items) from None
     try:
         merged = OmegaConf.merge(schema, *layers, dotlist)
-        return OmegaConf.to_object(merged)  # runs the __post_init__ checks
-    except ConfigKeyError as err:
+    except OmegaConfBaseException as err:
+        raise _config_error(schema, err) from None
+    for key in _marked_required([*layers, OmegaConf.to_container(dotlist)]):
+        OmegaConf.update(merged, key, "???")  # omegaconf's merge keeps the earlier value (or the schema's) under ???
+    return schema, merged
+
+
+def _marked_required(layers: list[Any]) -> list[str]:
+    """The keys whose last value over `layers` is ``???``."""
+    last: dict[str, Any] = {}
+
+    def walk(node: dict[str, Any], prefix: str) -> None:
+        for key, value in node.items():
+            if isinstance(value, dict):
+                walk(value, f"{prefix}{key}.")
+            else:
+                last[f"{prefix}{key}"] = value
+
+    for layer in layers:
+        walk(layer, "")
+    return [key for key, value in last.items() if value == "???"]
+
+
+def _config_error(schema: DictConfig, err: OmegaConfBaseException) -> ValueError:
+    if isinstance(err, ConfigKeyError):
         key = getattr(err, "full_key", None) or ""
         allowed = _allowed_keys(schema, key)
         close = difflib.get_close_matches(key.split(".")[-1], allowed, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ValueError(f"unknown config key {key!r}{hint}; allowed here: {', '.join(allowed)}") from None
-    except ValidationError as err:
+        return ValueError(f"unknown config key {key!r}{hint}; allowed here: {', '.join(allowed)}")
+    if isinstance(err, ValidationError):
         key = getattr(err, "full_key", None) or "?"
-        detail = str(err).splitlines()[0]
-        raise ValueError(f"config key {key!r}: {detail}") from None
+        return ValueError(f"config key {key!r}: {str(err).splitlines()[0]}")
+    return ValueError(f"invalid config: {str(err).splitlines()[0]}")
+
+
+def _checked(schema: DictConfig, merged: DictConfig) -> RunCfg:
+    missing = sorted(OmegaConf.missing_keys(merged))
+    if missing:
+        given = " ".join(f"{key}=..." for key in missing)
+        raise ValueError(f"the recipe leaves {', '.join(missing)} to you (???): give {given} on the command line")
+    try:
+        return OmegaConf.to_object(merged)  # runs the __post_init__ checks
     except OmegaConfBaseException as err:
-        raise ValueError(f"invalid config: {str(err).splitlines()[0]}") from None
+        raise _config_error(schema, err) from None
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunCfg:
+    """The run configuration: defaults, then the YAML file (and its ``defaults``), then overrides: ``GROUP=NAME``
+    (``model=deit_tiny``: the config group file ``configs/model/deit_tiny.yaml`` in place of the recipe's) and
+    ``key=value``."""
+    return _checked(*_merge(path, overrides))
+
+
+def _required_keys(merged: DictConfig) -> list[str]:
+    """Keys a run must still be given: those marked ``???`` and a real data source's ``data.root``."""
+    keys = set(OmegaConf.missing_keys(merged))
+    if merged.data.source != "family" and not OmegaConf.is_missing(merged.data, "root") and not merged.data.root:
+        keys.add("data.root")
+    return sorted(keys)
+
+
+def config_with_required(path: str | Path | None = None, overrides: list[str] | None = None) -> str:
+    """The resolved configuration as YAML, as :func:`to_yaml`, but with the values still required shown as ``???``
+    (what ``--print-config`` shows): every other value is checked as at load."""
+    schema, merged = _merge(path, overrides)
+    required = _required_keys(merged)
+    for key in required:  # a stand-in, so that the rest is checked
+        default = OmegaConf.select(schema, key)
+        OmegaConf.update(merged, key, default if default is not None else "required", force_add=False)
+    node = OmegaConf.structured(_checked(schema, merged))
+    for key in required:
+        OmegaConf.update(node, key, "???")
+    text = OmegaConf.to_yaml(node)
+    if required:
+        text += f"# ???: still required, give {' '.join(f'{key}=...' for key in required)} on the command line\n"
+    return text
 
 
 def to_yaml(cfg: RunCfg) -> str:

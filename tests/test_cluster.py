@@ -372,6 +372,101 @@ def test_templates_refuse_to_run_outside_their_scheduler(template: str) -> None:
     assert f"not inside a {scheduler}" in done.stderr
 
 
+# --- the Apptainer image: containers/fdsl_app.def and the templates' CONTAINER= ------------------------------------
+
+DEF_FILE = REPO / "containers" / "fdsl_app.def"
+
+
+def def_sections() -> dict[str, list[str]]:
+    """The definition file's header (key "") and its %sections, as stripped lines without comments."""
+    sections: dict[str, list[str]] = {"": []}
+    current = ""
+    for raw in DEF_FILE.read_text().splitlines():
+        line = raw.strip()
+        if line.startswith("%"):
+            current = line[1:].split()[0]
+            sections[current] = []
+        elif line and not line.startswith("#"):
+            sections[current].append(line)
+    return sections
+
+
+def image_fdsl() -> str:
+    """The fdsl_app command inside the image: the venv %post makes, and the console script pyproject names."""
+    post = " ; ".join(def_sections()["post"])
+    venv = re.search(r"python3 -m venv (\S+)", post)
+    assert venv, "%post makes no venv"
+    scripts = re.search(r"\[project\.scripts\]\n(\w+) =", (REPO / "pyproject.toml").read_text())
+    assert scripts is not None
+    return f"{venv[1]}/bin/{scripts[1]}"
+
+
+def test_container_definition_installs_the_command_the_templates_run() -> None:
+    sections = def_sections()
+    header = dict(line.split(": ", 1) for line in sections[""])
+    assert header["Bootstrap"] == "docker" and header["From"].startswith("nvidia/cuda:")
+    # %files: every input of the package's build, copied to one source folder that %post installs
+    files = dict(line.split() for line in sections["files"])
+    build_inputs = {"pyproject.toml", "CMakeLists.txt", "README.md", "csrc", "fdsl_app", "configs", "recipes"}
+    assert set(files) == build_inputs and all((REPO / name).exists() for name in files)
+    src = Path(files["pyproject.toml"]).parent
+    assert all(dest == f"{src}/{name}" for name, dest in files.items())
+    # %post: torch from the index of the chosen CUDA (a build argument), then the package into the same venv
+    arguments = dict(line.split("=", 1) for line in sections["arguments"])
+    assert re.fullmatch(r"https://download\.pytorch\.org/whl/cu\d+", arguments["TORCH_INDEX"])
+    fdsl = image_fdsl()
+    python = fdsl.rsplit("/", 1)[0] + "/python"
+    torch_line = next(i for i, line in enumerate(sections["post"]) if "--index-url {{ TORCH_INDEX }} torch" in line)
+    package_line = next(i for i, line in enumerate(sections["post"]) if line.endswith(f"install --no-cache-dir {src}"))
+    assert torch_line < package_line and sections["post"][package_line].startswith(f"{python} -m pip install")
+    assert sections["post"][torch_line].startswith(f"{python} -m pip install")
+    # the templates' command in the image, and the image's own entry point, are that venv's fdsl_app
+    common = (REPO / "slurm" / "lib" / "common.sh").read_text()
+    assert f"CONTAINER_FDSL={fdsl}\n" in common
+    assert sections["runscript"] == [f'exec {fdsl} "$@"']
+    # the PBS follow-up job runs in the same image
+    assert re.search(r"for name in [^;]*\bCONTAINER CONTAINER_BIND\b", (REPO / "slurm" / "lib" / "pbs.sh").read_text())
+
+
+def fake_apptainer(tmp_path: Path) -> dict[str, str]:
+    """An `apptainer` on PATH that records its arguments and runs the image's fdsl_app as this test's package: it
+    refuses any other command than the one the definition file installs."""
+    bin_dir = tmp_path / "apptainer-bin"
+    bin_dir.mkdir()
+    stub = bin_dir / "apptainer"
+    stub.write_text("""#!/bin/bash
+echo "apptainer $*" >> "$APPTAINER_CALLS"
+[ "$1" = exec ] || exit 64
+shift
+while [[ $1 == --* ]]; do if [ "$1" = --nv ]; then shift; else shift 2; fi; done
+[ -f "$1" ] || { echo "no image $1" >&2; exit 65; }
+[ "$2" = "$IMAGE_FDSL" ] || { echo "$2: not in the image (it has $IMAGE_FDSL)" >&2; exit 127; }
+shift 2
+exec $FDSL_APP "$@"
+""")
+    stub.chmod(0o755)
+    image = tmp_path / "fdsl_app.sif"
+    image.write_bytes(b"")
+    return {"PATH": f"{bin_dir}:{os.environ['PATH']}", "APPTAINER_CALLS": str(tmp_path / "apptainer-calls"),
+            "IMAGE_FDSL": image_fdsl(), "CONTAINER": str(image), "VENV": str(tmp_path / "no-venv")}  # fmt: skip
+
+
+def test_pbs_template_runs_fdsl_app_in_the_container(tmp_path) -> None:
+    """CONTAINER=IMAGE: the job's preflight runs `apptainer exec --nv` on the image's fdsl_app, with the submit
+    directory (where runs/ lives) mounted and current; here it refuses a batch the 2 ranks cannot split."""
+    env = fake_pbs(tmp_path, "4242.pbs1")
+    env |= fake_apptainer(tmp_path) | {"PATH": f"{tmp_path / 'apptainer-bin'}:{env['PATH']}"}
+    done = run_pbs(env, f"root={tmp_path} data.batch_size=15", CONTAINER_BIND=str(tmp_path))
+    assert done.returncode == 2, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "data.batch_size=15 is the GLOBAL batch and must split evenly over world size 2" in done.stderr
+    call = (tmp_path / "apptainer-calls").read_text().splitlines()[0]
+    assert call.startswith(f"apptainer exec --nv --env PYTHONNOUSERSITE=1 --bind {REPO} --pwd {REPO} --bind "
+                           f"{tmp_path} {tmp_path / 'fdsl_app.sif'} {image_fdsl()} fit --config {TINY} ")  # fmt: skip
+    assert call.endswith(" --check")
+    missing = run_pbs(env | {"CONTAINER": str(tmp_path / "nowhere.sif")}, f"root={tmp_path}")
+    assert missing.returncode == 2 and f"CONTAINER={tmp_path / 'nowhere.sif'} is not a file" in missing.stderr
+
+
 # --- Slurm ------------------------------------------------------------------------------------------------------------
 
 

@@ -53,13 +53,15 @@ def test_every_recipe_loads_and_builds_model_and_data(tmp_path, recipe):
     assert sum(p.numel() for p in net.parameters()) > 0
 
 
-def test_recipes_start_with_their_command_and_own_their_run_name(tmp_path):
-    """Every recipe opens with the command that runs it, and no two recipes write to the same run directory (a
-    copied recipe that keeps its model's name would make the second refuse to start, or resume the first)."""
+def test_recipes_start_with_a_description_and_their_command_and_own_their_run_name(tmp_path):
+    """Every recipe opens with a one-line description (what `fdsl_app recipes` lists) and the command that runs it,
+    and no two recipes write to the same run directory (a copied recipe that keeps its model's name would make the
+    second refuse to start, or resume the first)."""
     names = {}
     for recipe in sorted(RECIPES_DIR.glob("*.yaml")):
         header = [line for line in recipe.read_text().splitlines() if line.startswith("#")]
-        assert header[0].startswith("# fdsl_app "), f"{recipe.name} must start with the command that runs it"
+        assert len(header[0]) > 20 and "fdsl_app fit" not in header[0], f"{recipe.name}: no one-line description"
+        assert header[1].startswith("# fdsl_app "), f"{recipe.name} must follow it with the command that runs it"
         assert any(f"fit --config {recipe.stem}" in line for line in header), f"{recipe.name}: no command runs it"
         names[recipe.name] = load_config(recipe, [f"data.root={tmp_path}"]).name
     assert len(set(names.values())) == len(names), names

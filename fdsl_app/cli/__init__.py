@@ -53,6 +53,7 @@ BENCH_COMMANDS: dict[str, Command] = {
 COMMANDS: dict[str, Command] = {
     "fit": Command(train.run_fit, "train from a recipe (default: the quick start): fdsl_app fit --config RECIPE "
                    "[key=value ...]", train.configure_fit),  # fmt: skip
+    "recipes": Command(train.run_recipes, "list the recipes with their descriptions, and the config groups"),
     "validate": Command(train.run_validate, "validate a checkpoint", train.configure_evaluate),
     "test": Command(train.run_test, "test a checkpoint", train.configure_evaluate),
     "runs": Command(runs.run_runs, "list runs (state, step, metrics, speed), or compare a few side by side with a "

@@ -1,9 +1,10 @@
-"""The training verbs of the command line: ``fit``, ``validate`` and ``test``.
+"""The training verbs of the command line: ``fit``, ``validate``, ``test`` and ``recipes``.
 
-``fdsl_app fit [--config RECIPE] [key=value ...]`` trains (with no config: the quick-start recipe);
-``--print-config`` shows the resolved configuration and exits. ``validate``/``test`` evaluate a checkpoint, or a run
-directory's best one, with the run's own config.yaml unless ``--config`` is given, and save the metrics as
-``<stage>.json`` in the run directory.
+``fdsl_app fit [--config RECIPE] [GROUP=NAME ...] [key=value ...]`` trains (with no config: the quick-start recipe);
+``--print-config`` shows the resolved configuration (values still required as ``???``) and exits; ``--check`` says
+whether the fit would start, or the first reason it would fail. ``validate``/``test`` evaluate a checkpoint, or a
+run directory's best one, with the run's own config.yaml unless ``--config`` is given, and save the metrics as
+``<stage>.json`` in the run directory. ``recipes`` lists the recipes and the config groups.
 """
 
 from __future__ import annotations
@@ -16,7 +17,15 @@ import time
 from pathlib import Path
 
 from fdsl_app.cli.args import say
-from fdsl_app.config import QUICKSTART, RECIPES_DIR, load_config, to_yaml
+from fdsl_app.config import (
+    QUICKSTART,
+    RECIPES_DIR,
+    config_groups,
+    config_with_required,
+    list_recipes,
+    load_config,
+    to_yaml,
+)
 from fdsl_app.files import write_atomic
 
 
@@ -33,15 +42,19 @@ def _recipe(text: str) -> Path:
 def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=_recipe, default=None, metavar="RECIPE",
                         help="recipe YAML (path or name in recipes/; default: the quick-start recipe)")  # fmt: skip
-    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. optim.lr=0.001")
-    parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                        help="config overrides: GROUP=NAME picks a config group file (model=deit_tiny, logger=wandb, "
+                             "trainer=gpu; `fdsl_app recipes` lists them), key=value sets one key (optim.lr=0.001)")
+    parser.add_argument("--print-config", action="store_true",
+                        help="print the resolved config (values still required shown as ???) and exit")
 
 
 def configure_fit(parser: argparse.ArgumentParser) -> None:
     _add_common(parser)
     parser.add_argument("--check", action="store_true",
-                        help="validate the config and the run directory, print whether the fit would start, resume "
-                             "or find the run finished, and exit (job scripts' preflight)")  # fmt: skip
+                        help="check the config, the model, the family, the files and data folders a fit reads, the "
+                             "accelerator and the run directory; print whether the fit would start, resume or find "
+                             "the run finished, and exit (job scripts' preflight)")  # fmt: skip
 
 
 def configure_evaluate(parser: argparse.ArgumentParser) -> None:
@@ -51,16 +64,26 @@ def configure_evaluate(parser: argparse.ArgumentParser) -> None:
                              "inside a run, its config.yaml is the config unless --config is given")  # fmt: skip
 
 
+def _check_overrides(args: argparse.Namespace) -> None:
+    for item in args.overrides:
+        if "=" not in item:
+            raise ValueError(f"override {item!r} is not KEY=VALUE (optim.lr=0.001) or GROUP=NAME (model=deit_tiny)")
+
+
 def _load(args: argparse.Namespace, run_dir: Path | None = None):  # noqa: ANN202 - RunCfg
     """The config of `args`; without --config and given the run directory `run_dir`, the run's own config.yaml
     (pointing at that directory wherever it now is)."""
-    for item in args.overrides:
-        if "=" not in item:
-            raise ValueError(f"override {item!r} is not KEY=VALUE (e.g. optim.lr=0.001)")
+    _check_overrides(args)
     if args.config is None and run_dir is not None:
         where = [f"root={run_dir.parent.resolve()}", f"name={run_dir.name}"]
         return load_config(run_dir / "config.yaml", [*where, *args.overrides])
     return load_config(args.config or QUICKSTART, args.overrides)
+
+
+def _print_config(args: argparse.Namespace) -> int:
+    _check_overrides(args)
+    say(config_with_required(args.config or QUICKSTART, args.overrides).rstrip("\n"))
+    return 0
 
 
 def _run_of(path: Path) -> Path | None:
@@ -111,14 +134,15 @@ def _show_progress_messages() -> None:
 
 
 def run_fit(args: argparse.Namespace) -> int:
+    if args.print_config:
+        return _print_config(args)
     cfg = _load(args)
     _show_progress_messages()
-    if args.print_config:
-        say(to_yaml(cfg))
-        return 0
     if args.check:
+        from fdsl_app.training.check import check_run
         from fdsl_app.training.run_dir import run_status
 
+        check_run(cfg)
         say(run_status(cfg))
         return 0
     from fdsl_app.cluster.launch import launch_fit  # torch, timm and Lightning load only for training
@@ -197,3 +221,15 @@ def run_validate(args: argparse.Namespace) -> int:
 
 def run_test(args: argparse.Namespace) -> int:
     return _run_evaluate(args, "test")
+
+
+def run_recipes(args: argparse.Namespace) -> int:
+    recipes = list_recipes()
+    width = max(map(len, recipes), default=0)
+    say("recipes (fdsl_app fit --config NAME):")
+    for name, description in recipes.items():
+        say(f"  {name:<{width}}  {description}")
+    say("config groups (GROUP=NAME on the command line, or in a recipe's defaults):")
+    for group, names in config_groups().items():
+        say(f"  {group}: {', '.join(names)}")
+    return 0

@@ -58,8 +58,8 @@ case $STATUS in *": finished at step"*) echo "the run is finished: nothing to do
 next=
 if [ "${CHAIN:-1}" = 1 ] && [ "$link" -lt "${CHAIN_MAX:-30}" ]; then
     vars="FDSL_CHAIN_LINK=$((link + 1))"
-    for name in RECIPE OVERRIDES VENV MODULES FDSL_APP FDSL_APP_HOME WALLTIME MARGIN CHAIN CHAIN_MAX MPIRUN_ARGS \
-        PROJECT WANDB_MODE WANDB_PROJECT; do
+    for name in RECIPE OVERRIDES VENV CONTAINER CONTAINER_BIND MODULES FDSL_APP FDSL_APP_HOME WALLTIME MARGIN CHAIN \
+        CHAIN_MAX MPIRUN_ARGS PROJECT WANDB_MODE WANDB_PROJECT; do
         [ -z "${!name:-}" ] || vars+=",$name='${!name}'"
     done
     options=(-W "depend=afterany:$PBS_JOBID" -v "$vars" -l "walltime=$walltime")
