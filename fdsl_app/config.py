@@ -366,7 +366,7 @@ def _group_selections(overrides: list[str]) -> tuple[dict[str, str], list[str]]:
     return selections, dotlist
 
 
-def _find_default(entry: str, path: Path) -> Path:
+def find_default(entry: str, path: Path) -> Path:
     """A ``defaults`` entry: a config (``model/deit_tiny``) or a recipe (``finetune_cifar10``), ``.yaml`` optional,
     next to `path`, in ``configs/`` or in ``recipes/``."""
     name = entry if entry.endswith((".yaml", ".yml")) else f"{entry}.yaml"
@@ -409,7 +409,7 @@ def _read_yaml(
         if group in selections:
             entry = f"{group}/{selections[group]}"
             used.add(group)
-        layers += _read_yaml(_find_default(entry, path), (*seen, path), selections, used)
+        layers += _read_yaml(find_default(entry, path), (*seen, path), selections, used)
     return [*layers, data]
 
 

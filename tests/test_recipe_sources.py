@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fdsl_app.config import CONFIGS_DIR, RECIPES_DIR
+from fdsl_app.config import RECIPES_DIR, find_default
 
 SOURCES_HEADING = "# Sources (hyper-parameter group: where its values come from):"
 #: A citation: owner/repo@commit (7 to 40 hex digits).
@@ -42,9 +42,7 @@ def groups_set(path: Path) -> set[str]:
     doc = yaml.safe_load(path.read_text()) or {}
     groups = set(doc) - NOT_HYPER_PARAMETERS
     for entry in doc.get("defaults", []):
-        found = next((d / entry for d in (path.parent, CONFIGS_DIR) if (d / entry).is_file()), None)
-        assert found is not None, f"{path.name}: defaults entry {entry} not found"
-        groups |= groups_set(found)
+        groups |= groups_set(find_default(entry, path))
     return groups
 
 
