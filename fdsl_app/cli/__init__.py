@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from fdsl_app import provenance
-from fdsl_app.cli import bench, families, train
+from fdsl_app.cli import bench, families, suite, train
 from fdsl_app.cli.args import UsageError
 from fdsl_app.errors import RunFailure
 
@@ -54,6 +54,8 @@ COMMANDS: dict[str, Command] = {
                    "[key=value ...]", train.configure_fit),  # fmt: skip
     "validate": Command(train.run_validate, "validate a checkpoint", train.configure_evaluate),
     "test": Command(train.run_test, "test a checkpoint", train.configure_evaluate),
+    "suite": Command(suite.run_suite, "fine-tune a pre-training run and a scratch baseline on a suite's datasets and "
+                     "seeds, resumably, into one results table", suite.configure_suite),  # fmt: skip
     "families": Command(families.run_families, "list the formula families", families.configure_families),
     "search": Command(families.run_search, "generate a family's class parameters (FractalDB: the category search) "
                       "into a file", families.configure_search),  # fmt: skip

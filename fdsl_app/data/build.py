@@ -56,6 +56,7 @@ def build_datamodule(cfg: RunCfg, *, world_size: int = 1) -> tuple[L.LightningDa
         )
         return family, family.num_classes
     real = REAL_DATAMODULES[data.source](
-        data.root, image_size=data.image_size, augment=data.augment, seed=cfg.seed, **loader
+        data.root, image_size=data.image_size, augment=data.augment, seed=cfg.seed, val_fraction=data.val_fraction,
+        split_seed=data.split_seed, **loader,
     )
     return real, real.num_classes
