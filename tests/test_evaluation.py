@@ -63,7 +63,7 @@ def test_small_dataset_and_drop_last_warnings(tmp_path: Path, caplog: pytest.Log
     assert small_data_warnings("digits", 1000, 64) == []  # 15 steps, 40 images (4%) dropped: fine
     assert "leaves out 300 of 1000" in small_data_warnings("x", 1000, 350)[-1]
     _folder(tmp_path, {"train": 12, "test": 1})
-    dm = FolderDataModule(tmp_path, image_size=16, augment=QUIET, batch_size=12, val_fraction=0.1)  # 33 images to train on
+    dm = FolderDataModule(tmp_path, image_size=16, augment=QUIET, batch_size=12, val_fraction=0.1)  # 33 to train
     with caplog.at_level(logging.WARNING, logger="fdsl_app"):
         dm.train_dataloader()
     assert any("2 step(s) an epoch at batch 12" in r.message for r in caplog.records)

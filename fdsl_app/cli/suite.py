@@ -15,7 +15,7 @@ from fdsl_app.cli.args import say
 def configure_suite(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", required=True, metavar="SUITE", help="suite YAML (path or name in suites/)")
     parser.add_argument("--init-from", required=True, metavar="RUN",
-                        help="the pre-training run: a run name under root, a run directory or a checkpoint")  # fmt: skip
+                        help="the pre-training run: a run name under root, a run directory or a checkpoint")
     parser.add_argument("--jobs", type=int, default=None, metavar="N",
                         help="runs at once (default: one per visible GPU, else 1)")  # fmt: skip
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",

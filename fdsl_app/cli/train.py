@@ -108,10 +108,21 @@ def run_fit(args: argparse.Namespace) -> int:
         say(f"images/s: {result.perf['perf/images_per_sec']:.0f}, waiting for data: "
              f"{100 * result.perf['perf/data_wait']:.1f}% of step time")  # fmt: skip
     say(f"checkpoints: last {result.last_checkpoint}, best {result.best_checkpoint}")
+    _say_test_results(cfg, result.results)
     say(f"elapsed: {result.seconds:.0f} s")
     if result.stopped_by is not None:
         say(f"stopped early by {result.stopped_by}, with a checkpoint: resume=auto continues the run")
     return status
+
+
+def _say_test_results(cfg, results: dict | None) -> None:  # noqa: ANN001 - RunCfg
+    """The final test (results.json) and the normalisation the run used, in the end summary."""
+    augment = cfg.data.augment
+    say(f"normalisation: mean {augment.mean}, std {augment.std}")
+    if results is not None:
+        top1, images = results["test"].get("top1", float("nan")), results["data"]["images"]["test"]
+        say(f"test/top1: {top1:.4f} on {images} held-out images ({results['selected_by']} checkpoint); results.json "
+            "in the run directory")
 
 
 def _run_evaluate(args: argparse.Namespace, stage: str) -> int:

@@ -4,8 +4,8 @@ Every DataModule yields ``(float images (B, 3, S, S), int64 labels (B,))`` alrea
 timm/DeiT transform of :func:`~fdsl_app.data.augment.real_transforms` in the loader workers. Three disjoint splits
 (:func:`split_sources`): ``test`` is the dataset's held-out split (CIFAR's test batch, ImageNet's val folder, a
 folder set's ``test/`` or else ``val/``), ``val`` (checkpoint selection) is a folder set's ``val/`` next to a
-``test/``, else a share of the training images carved out with a fixed seed. Nothing is downloaded at run time: a missing dataset raises
-:class:`DatasetNotFoundError`, which says where to put which archive.
+``test/``, else a share of the training images carved out with a fixed seed. Nothing is downloaded at run time: a
+missing dataset raises :class:`DatasetNotFoundError`, which says where to put which archive.
 """
 
 from __future__ import annotations

@@ -92,5 +92,6 @@ def run_all(runs: list[Run], log_dir: Path, jobs: int, gpus: int, say: Callable[
 
 def check_failed(failed: list[Run], log_dir: Path) -> None:
     if failed:
-        raise RunFailure(f"{len(failed)} run(s) did not finish: {', '.join(r.label for r in failed)}; their logs are in "
-                         f"{log_dir}; rerun the suite to resume them")  # fmt: skip
+        labels = ", ".join(r.label for r in failed)
+        raise RunFailure(f"{len(failed)} run(s) did not finish: {labels}; their logs are in {log_dir}; rerun the suite "
+                         "to resume them")  # fmt: skip

@@ -116,8 +116,8 @@ def load_suite(path: Path) -> Suite:
         if prepare is not None and prepare not in PREPARERS:
             raise ValueError(f"suite {path}: dataset {name!r}: prepare must be one of {', '.join(PREPARERS)}, "
                              f"got {prepare!r}")  # fmt: skip
-        datasets.append(Dataset(str(name), _recipe(str(recipe), path),
-                                _strings(entry.get("overrides"), f"suite {path}: datasets.{name}.overrides"), prepare))  # fmt: skip
+        overrides = _strings(entry.get("overrides"), f"suite {path}: datasets.{name}.overrides")
+        datasets.append(Dataset(str(name), _recipe(str(recipe), path), overrides, prepare))
     name = str(data.get("name", path.stem))
     return Suite(name, path, seeds, datasets, _strings(data.get("overrides"), f"suite {path}: overrides"))
 

@@ -58,7 +58,8 @@ def _cell(mean: float, std: float | None) -> str:
 def markdown(table: list[dict[str, object]], title: str) -> str:
     """The table a paper reports: one line per dataset, both arms, the gap and the runs behind each figure."""
     lines = [f"# {title}", "", "Test top-1 (%), mean ± sample std over seeds; gap = pre-trained − scratch.", "",
-             "| dataset | pre-trained | scratch | gap | runs (pre-trained + scratch) |", "|---|---|---|---|---|"]  # fmt: skip
+             "| dataset | pre-trained | scratch | gap | runs (pre-trained + scratch) |",
+             "|---|---|---|---|---|"]  # fmt: skip
     for dataset in dict.fromkeys(str(r["dataset"]) for r in table):
         arms = {r["arm"]: r for r in table if r["dataset"] == dataset}
         cells = [_cell(arms[a]["top1_mean"], arms[a]["top1_std"]) if a in arms else "–" for a in ARMS]  # type: ignore[arg-type]

@@ -44,6 +44,7 @@ def final_test(
     results = trainer.test(module, datamodule=datamodule, ckpt_path=checkpoint, verbose=False)
     confusion = module.test_confusion.compute().cpu()  # collective: synced over ranks
     score = best.best_model_score
+    images = {split: len(getattr(datamodule, f"{split}_set") or []) for split in ("train", "val", "test")}
     record = {
         "test": {key.removeprefix("test/"): float(value) for key, value in (results[0] if results else {}).items()},
         "checkpoint": str(checkpoint.relative_to(run_dir) if checkpoint.is_relative_to(run_dir) else checkpoint),
@@ -53,7 +54,7 @@ def final_test(
         "seed": cfg.seed,
         "init_from": str(init_from) if init_from is not None else None,
         "data": {"source": cfg.data.source, "root": cfg.data.root, "splits": datamodule.split_sources(),
-                 "images": {split: len(getattr(datamodule, f"{split}_set") or []) for split in ("train", "val", "test")},
+                 "images": images,
                  "val_fraction": cfg.data.val_fraction, "split_seed": cfg.data.split_seed},  # fmt: skip
         "normalisation": {"mean": list(cfg.data.augment.mean), "std": list(cfg.data.augment.std)},
         "per_class_top1": per_class_accuracy(confusion),
