@@ -18,6 +18,7 @@ from fdsl_app.config import QUICKSTART, load_config
 from fdsl_app.suite.spec import find_suite, load_suite
 from fdsl_app.training.fit import fit
 
+pytestmark = pytest.mark.filterwarnings("ignore:.*LeafSpec.*:FutureWarning")  # Lightning's, with this torch
 TINY = ["trainer.limit_train_batches=3", "trainer.max_epochs=2", "trainer.limit_val_batches=2", "data.batch_size=32",
         "trainer.log_every_n_steps=1"]  # fmt: skip
 SUITE = """name: tiny
@@ -41,6 +42,7 @@ def suite_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     fit(load_config(QUICKSTART, [
         f"root={cwd / 'runs'}", "name=pre", "trainer.max_steps=3", "data.samples_per_epoch=64", "data.num_workers=0",
         "data.settings.n_points=500", "trainer.enable_progress_bar=false", "log.sample_grid=false",
+        "trainer.log_every_n_steps=1",
     ]))  # fmt: skip
     (cwd / "tiny.yaml").write_text(SUITE)
     first = _suite(cwd)
