@@ -97,11 +97,11 @@ def test_best_checkpoint_is_chosen_on_validation_and_tested_once(suite_run: dict
     run = Path(str(suite_run["cwd"])) / "runs" / "tiny" / "digits" / "scratch-seed1"
     record = json.loads((run / "results.json").read_text())
     with open(run / "metrics.csv", newline="") as f:
-        val = [(int(r["step"]), float(r["val/top1"])) for r in csv.DictReader(f) if r.get("val/top1")]
+        val = [(int(r["epoch"]), float(r["val/top1"])) for r in csv.DictReader(f) if r.get("val/top1")]
     assert len(val) == 2  # one validation an epoch
-    best_step, best = max(val, key=lambda row: row[1])  # the first of equal scores, as ModelCheckpoint keeps it
+    best_epoch, best = max(val, key=lambda row: row[1])  # the first of equal scores, as ModelCheckpoint keeps it
     assert record["selected_by"] == "best val/top1" and record["val_top1"] == pytest.approx(best)
-    assert f"step={best_step:08d}" in record["checkpoint"]
+    assert f"best-epoch={best_epoch:03d}-" in record["checkpoint"]
     images = record["data"]["images"]
     assert record["data"]["splits"] == {"test": "test", "val": "carved"} and images["test"] == 359
     assert images["train"] + images["val"] == 1438  # the 1,797 digits less the test fifth
