@@ -44,7 +44,8 @@ def run_suite(args: argparse.Namespace) -> int:
 
     gpus = torch.cuda.device_count()
     failed = run_all(runs, suite_dir / "logs", args.jobs or max(1, gpus), gpus, say)
-    say(write_tables(suite_dir, runs, f"Suite {suite.name}: fine-tuned from {runs[0].cfg.model.init_from}").rstrip())
+    # The title names the run as given; each run's results.json holds the resolved checkpoint.
+    say(write_tables(suite_dir, runs, f"Suite {suite.name}: fine-tuned from {args.init_from}").rstrip())
     say(f"tables: {suite_dir / 'results.md'}, {suite_dir / 'results.csv'}; per run: {suite_dir / 'runs.csv'}")
     check_failed(failed, suite_dir / "logs")
     return 0
