@@ -164,6 +164,10 @@ class DataCfg:
     draw: str = "auto"  # source=family, mode cached: where samples are drawn: cpu (loader), device, auto (GPU: device)
     root: str | None = None  # real data: dataset folder
     class_list: str = "cmc"  # source=imagenet100: a shipped list (cmc: Tian et al.'s CMC list) or a wnid file's path
+    # real data: the share of each class's training images held out where a dataset has no split of its own for
+    # validation (or test), chosen with split_seed alone (the same for every training seed; see data/real.py)
+    val_fraction: float = 0.1
+    split_seed: int = 0
     image_size: int = 32  # training resolution
     batch_size: int = 64  # GLOBAL batch: per-device batch = batch_size / (devices * nodes * accumulate)
     num_workers: int = 0
@@ -178,6 +182,9 @@ class DataCfg:
         _at_least("data", "batch_size", self.batch_size, 1)
         _at_least("data", "num_workers", self.num_workers, 0)
         _at_least("data", "samples_per_epoch", self.samples_per_epoch, 1)
+        if not 0 < self.val_fraction < 1:
+            raise ValueError(f"data.val_fraction must be in (0, 1) (the share of training images held out), "
+                             f"got {self.val_fraction!r}")  # fmt: skip
         if self.persistent_workers and self.num_workers == 0:
             raise ValueError("data.persistent_workers=true needs data.num_workers >= 1")
         if not self.class_list.strip():

@@ -122,7 +122,7 @@ def test_python_dash_m_runs_the_cli(tmp_path):
 
 def test_verbs_come_from_one_table():
     parser = cli.build_parser()
-    verbs = {"fit", "validate", "test", "runs", "recipes", "families", "search", "render", "export", "bench"}
+    verbs = {"fit", "validate", "test", "runs", "recipes", "suite", "families", "search", "render", "export", "bench"}
     assert set(cli.COMMANDS) == verbs and "render" in cli.BENCH_COMMANDS
     assert (
         parser.parse_args(["bench", "render", "--sizes", "64"]).run is cli.COMMANDS["bench"].subcommands["render"].run

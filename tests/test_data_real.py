@@ -36,18 +36,19 @@ def test_cifar10_reads_the_pickles(tmp_path: Path) -> None:
     data, labels = write_cifar10(tmp_path)
     dm = CIFAR10DataModule(tmp_path, image_size=32, augment=QUIET, batch_size=8)
     assert dm.num_classes == 10 and dm.image_size == 32
-    images, read_labels = dm.read_split(train=True)
+    images, read_labels = dm.read_arrays(train=True)
     assert np.array_equal(read_labels, labels) and images.shape == (20, 32, 32, 3)
     assert np.array_equal(images[3], data[3].reshape(3, 32, 32).transpose(1, 2, 0))  # R, G, B planes to HWC
     dm.setup("fit")
     x, y = next(iter(dm.train_dataloader()))
     assert x.shape == (8, 3, 32, 32) and x.dtype == torch.float32 and y.dtype == torch.int64
-    assert len(dm.train_dataloader()) == 2  # 20 images, batches of 8, drop_last
-    val = list(dm.val_dataloader())
-    assert [len(b[1]) for b in val] == [8, 2] and torch.equal(torch.cat([b[1] for b in val]), torch.arange(10) % 10)
+    assert len(dm.train_dataloader()) == 2  # 19 images (one carved out for validation), batches of 8, drop_last
+    assert dm.split_sources() == {"test": "test", "val": "carved"} and len(dm.val_set) == 1  # type: ignore[arg-type]
+    test = list(dm.test_dataloader())  # the test batch, in order
+    assert [len(b[1]) for b in test] == [8, 2] and torch.equal(torch.cat([b[1] for b in test]), torch.arange(10) % 10)
     # Eval images at 32 px are the stored pixels, only normalised.
-    first = dm.val_set[0][0]  # type: ignore[index]
-    stored = dm.read_split(train=False)[0][0]
+    first = dm.test_set[0][0]  # type: ignore[index]
+    stored = dm.read_arrays(train=False)[0][0]
     torch.testing.assert_close(first, torch.from_numpy(stored).permute(2, 0, 1).float() / 127.5 - 1)
     # root may also be the folder itself
     assert CIFAR10DataModule(tmp_path / "cifar-10-batches-py").folder_path == tmp_path / "cifar-10-batches-py"
@@ -57,7 +58,7 @@ def test_cifar100_reads_fine_labels(tmp_path: Path) -> None:
     train_labels = write_cifar100(tmp_path)
     dm = CIFAR100DataModule(tmp_path, augment=QUIET, batch_size=4)
     assert dm.num_classes == 100
-    assert np.array_equal(dm.read_split(train=True)[1], train_labels)
+    assert np.array_equal(dm.read_arrays(train=True)[1], train_labels)
     x, y = next(iter(dm.train_dataloader()))
     assert x.shape == (4, 3, 32, 32) and set(y.tolist()) <= set(train_labels.tolist())
 
@@ -82,7 +83,7 @@ def test_corrupt_cifar_file_is_named(tmp_path: Path) -> None:
         dm.setup("fit")
     write_pickle(bad, b"labels", np.zeros((4, 100), dtype=np.uint8), np.zeros(4, dtype=np.int64))
     with pytest.raises(ValueError, match=r"data_batch_3: expected uint8 data \(N, 3072\)"):
-        dm.read_split(train=True)
+        dm.read_arrays(train=True)
 
 
 def test_cifar_md5_table_is_torchvisions() -> None:
@@ -208,13 +209,13 @@ def test_imagenet100_loads_all_classes_by_list_order(tmp_path: Path) -> None:
     dm = ImageNet100DataModule(tmp_path, image_size=32, augment=QUIET, batch_size=25)
     assert dm.num_classes == 100
     dm.setup("fit")
-    assert dm.train_set is not None and len(dm.train_set) == 100  # type: ignore[arg-type]
-    samples = dm.train_set.samples  # type: ignore[attr-defined]
+    assert dm.train_set is not None and len(dm.train_set) == 99  # type: ignore[arg-type]  # 1 carved for val
+    samples = dm.train_set.dataset.samples  # type: ignore[attr-defined]
     assert sorted(label for _, label in samples) == list(range(100))
     assert all(wnids[label] == Path(path).parent.name for path, label in samples)  # label = place in the list
-    x, y = next(iter(dm.val_dataloader()))
+    x, y = next(iter(dm.test_dataloader()))  # test: ImageNet's val folder
     assert x.shape == (25, 3, 32, 32) and y.tolist() == [wnids.index(w) for w in sorted(wnids)[:25]]
-    assert len(dm.train_dataloader()) == 4
+    assert len(dm.train_dataloader()) == 3
 
 
 def test_folder_dataset(tmp_path: Path) -> None:
@@ -224,7 +225,7 @@ def test_folder_dataset(tmp_path: Path) -> None:
     write_jpeg(tmp_path / "val" / "dog" / "0.png", 1)  # val may lack classes; labels follow train's
     dm = FolderDataModule(tmp_path, image_size=16, augment=QUIET, batch_size=4)
     assert dm.num_classes == 3 and dm.classes == ["cat", "dog", "emu"]
-    x, y = next(iter(dm.val_dataloader()))
+    x, y = next(iter(dm.test_dataloader()))  # no test/: val/ is the test split, validation is carved from train
     assert x.shape == (1, 3, 16, 16) and y.tolist() == [1]
     assert next(iter(dm.train_dataloader()))[0].shape == (4, 3, 16, 16)
     write_jpeg(tmp_path / "val" / "yak" / "0.png", 1)

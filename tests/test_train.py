@@ -16,6 +16,7 @@ from fdsl_app import cli
 from fdsl_app.config import RECIPES_DIR, load_config
 from fdsl_app.data.build import build_datamodule
 from fdsl_app.models.module import create_network
+from fdsl_app.suite.digits import write_digits
 from fdsl_app.training.fit import fit
 
 pytestmark = pytest.mark.filterwarnings("ignore::lightning.fabric.utilities.warnings.PossibleUserWarning")
@@ -40,12 +41,13 @@ def tiny_cfg(tmp_path: Path, *extra: str):
 
 @pytest.mark.parametrize("recipe", sorted(p.name for p in RECIPES_DIR.glob("*.yaml")))
 def test_every_recipe_loads_and_builds_model_and_data(tmp_path, recipe):
-    writers = {"cifar10": write_cifar10, "cifar100": write_cifar100, "imagenet100": write_imagenet100}
+    writers = {"cifar10": write_cifar10, "cifar100": write_cifar100, "imagenet100": write_imagenet100,
+               "digits": lambda root: write_digits(root / "digits")}  # fmt: skip
     overrides = []
     for name, write in writers.items():
         if f"_{name}." in recipe or f"_{name}_" in recipe:
             write(tmp_path)
-            overrides.append(f"data.root={tmp_path}")
+            overrides.append(f"data.root={tmp_path / 'digits' if name == 'digits' else tmp_path}")
     cfg = load_config(RECIPES_DIR / recipe, overrides)
     datamodule, num_classes = build_datamodule(cfg)
     net = create_network(cfg.model, num_classes, cfg.data.image_size)

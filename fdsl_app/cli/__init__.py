@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from fdsl_app import provenance
-from fdsl_app.cli import bench, families, runs, train
+from fdsl_app.cli import bench, families, runs, suite, train
 from fdsl_app.cli.args import UsageError
 from fdsl_app.errors import RunFailure
 
@@ -58,6 +58,8 @@ COMMANDS: dict[str, Command] = {
     "test": Command(train.run_test, "test a checkpoint", train.configure_evaluate),
     "runs": Command(runs.run_runs, "list runs (state, step, metrics, speed), or compare a few side by side with a "
                     "plot of their curves", runs.configure_runs),  # fmt: skip
+    "suite": Command(suite.run_suite, "fine-tune a pre-training run and a scratch baseline on a suite's datasets and "
+                     "seeds, resumably, into one results table", suite.configure_suite),  # fmt: skip
     "families": Command(families.run_families, "list the formula families", families.configure_families),
     "search": Command(families.run_search, "generate a family's class parameters (FractalDB: the category search) "
                       "into a file", families.configure_search),  # fmt: skip

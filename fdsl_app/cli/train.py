@@ -155,12 +155,12 @@ def run_fit(args: argparse.Namespace) -> int:
     status = 128 + 15 if result.terminated else 128 + 2 if result.interrupted else 0
     if not _rank_zero():  # one summary per run
         return 0
-    for line in _summary(result):
+    for line in _summary(result, cfg):
         say(line)
     return status
 
 
-def _summary(result) -> list[str]:  # noqa: ANN001 - FitResult (Lightning loads only for training)
+def _summary(result, cfg) -> list[str]:  # noqa: ANN001 - FitResult, RunCfg (Lightning loads only for training)
     """What a fit did: each metric with the step of its value, speed, checkpoints, and how the run ended."""
     from fdsl_app.training.runs import SUMMARY_METRICS, RunRecord
 
@@ -178,6 +178,13 @@ def _summary(result) -> list[str]:  # noqa: ANN001 - FitResult (Lightning loads 
     best = run.best("val/top1")
     of_best = f" (val/top1 {best[0]:.4f} at step {best[1]})" if best is not None and result.best_checkpoint else ""
     lines.append(f"checkpoints: last {result.last_checkpoint}, best {result.best_checkpoint}{of_best}")
+    augment = cfg.data.augment
+    lines.append(f"normalisation: mean {augment.mean}, std {augment.std}")
+    if result.results is not None:  # the final test of real data (results.json)
+        test = result.results
+        top1, images = test["test"].get("top1", float("nan")), test["data"]["images"]["test"]
+        lines.append(f"test/top1: {top1:.4f} on {images} held-out images ({test['selected_by']} checkpoint); "
+                     "results.json in the run directory")  # fmt: skip
     if (result.run_dir / "curves.png").is_file():
         lines.append(f"curves: {result.run_dir / 'curves.png'}")
     lines.append(f"elapsed: {result.seconds:.0f} s")

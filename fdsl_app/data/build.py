@@ -57,6 +57,7 @@ def build_datamodule(cfg: RunCfg, *, world_size: int = 1) -> tuple[L.LightningDa
         return family, family.num_classes
     only_imagenet = {"class_list": data.class_list} if data.source == "imagenet100" else {}
     real = REAL_DATAMODULES[data.source](
-        data.root, image_size=data.image_size, augment=data.augment, seed=cfg.seed, **loader, **only_imagenet
+        data.root, image_size=data.image_size, augment=data.augment, seed=cfg.seed, val_fraction=data.val_fraction,
+        split_seed=data.split_seed, **loader, **only_imagenet,
     )
     return real, real.num_classes

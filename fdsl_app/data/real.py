@@ -1,16 +1,19 @@
 """Fine-tuning data: CIFAR-10/100 (python-pickle folders), ImageNet-100 (a class list) and any class-per-folder set.
 
 Every DataModule yields ``(float images (B, 3, S, S), int64 labels (B,))`` already augmented and normalised by the
-timm/DeiT transform of :func:`~fdsl_app.data.augment.real_transforms` in the loader workers; the validation split
-is the dataset's test/val split. Nothing is downloaded at run time: a missing dataset raises
-:class:`DatasetNotFoundError`, which says where to put which archive. Each DataModule also says which data it
-read (:meth:`RealDataModule.source_record`, ``data.json`` of a run): the MD5 of each CIFAR batch file against the
-official ones; the ImageNet-100 class list, and the image counts found against the list's.
+timm/DeiT transform of :func:`~fdsl_app.data.augment.real_transforms` in the loader workers. Three disjoint splits
+(:func:`split_sources`): ``test`` is the dataset's held-out split (CIFAR's test batch, ImageNet's val folder, a
+folder set's ``test/`` or else ``val/``), ``val`` (checkpoint selection) is a folder set's ``val/`` next to a
+``test/``, else a share of the training images carved out with a fixed seed. Nothing is downloaded at run time: a
+missing dataset raises :class:`DatasetNotFoundError`, which says where to put which archive. Each DataModule also
+says which data it read (:meth:`RealDataModule.source_record`, ``data.json`` of a run): the MD5 of each CIFAR batch
+file against the official ones; the ImageNet-100 class list, and the image counts found against the list's.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import pickle
 import random
 from collections.abc import Callable
@@ -21,7 +24,7 @@ import lightning as L
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 from torchvision.datasets import ImageFolder
 
 from fdsl_app.config import AugmentCfg
@@ -31,6 +34,10 @@ from fdsl_app.data.loader import make_loader
 from fdsl_app.data.synthetic import EpochSampler, trainer_replicas
 from fdsl_app.render.keys import sample_keys
 
+log = logging.getLogger("fdsl_app")
+
+FEW_BATCHES = 4  # fewer training steps an epoch than this: warned (the schedule and the loss curve mean little)
+DROPPED_SHARE = 0.1  # drop_last losing more than this share of an epoch's images: warned
 CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar.html"
 
 Transform = Callable[[Image.Image], torch.Tensor]
@@ -75,6 +82,8 @@ class RealDataModule(L.LightningDataModule):
         pin_memory: bool = False,
         persistent_workers: bool = False,
         seed: int = 0,
+        val_fraction: float = 0.1,
+        split_seed: int = 0,
     ) -> None:
         super().__init__()
         if batch_size < 1 or num_workers < 0 or image_size < 1:
@@ -82,6 +91,13 @@ class RealDataModule(L.LightningDataModule):
                 f"batch_size and image_size must be >= 1 and num_workers >= 0, got {batch_size}, {image_size}, "
                 f"{num_workers}"
             )
+        if not 0 < val_fraction < 1:
+            raise ValueError(f"data.val_fraction must be in (0, 1) (the share of training images held out), "
+                             f"got {val_fraction}")  # fmt: skip
+        self.val_fraction = float(val_fraction)
+        self.split_seed = int(split_seed)  # the carved splits depend on it alone, not on the training seed
+        self._carved: dict[str, np.ndarray] | None = None
+        self._warned_small = False
         self.root = Path(root).expanduser()
         self.seed = int(seed)  # training order per (seed, epoch)
         self.image_size = int(image_size)
@@ -92,20 +108,56 @@ class RealDataModule(L.LightningDataModule):
         self.persistent_workers = persistent_workers and num_workers > 0
         self.train_set: Dataset[Any] | None = None
         self.val_set: Dataset[Any] | None = None
+        self.test_set: Dataset[Any] | None = None
 
     @property
     def num_classes(self) -> int:
         raise NotImplementedError
 
-    def make_dataset(self, train: bool, transform: Transform) -> Dataset[Any]:
-        """The training or validation split with `transform` applied to each PIL image."""
+    def disk_splits(self) -> tuple[str, ...]:
+        """The splits the dataset has on disk, among ``train`` (always), ``val`` and ``test``."""
         raise NotImplementedError
+
+    def read_split(self, split: str, transform: Transform) -> Dataset[Any]:
+        """On-disk split `split` (one of :meth:`disk_splits`) with `transform` applied to each PIL image; it has
+        ``labels`` or ``targets`` (the label of each item, in order)."""
+        raise NotImplementedError
+
+    def split_sources(self) -> dict[str, str]:
+        """Where ``val`` and ``test`` come from: an on-disk split's name, or ``carved`` (from the training images)."""
+        return split_sources(self.disk_splits())
+
+    def carved_indices(self) -> dict[str, np.ndarray]:
+        """Indices into the on-disk training split of each split that uses it (``train``, and ``val``/``test``
+        where carved), disjoint; a function of (labels, val_fraction, split_seed) only."""
+        if self._carved is None:
+            sources = self.split_sources()
+            labels = _labels(self.read_split("train", _no_transform))
+            parts = {"train": np.arange(len(labels))}
+            rng = np.random.default_rng(self.split_seed)
+            for split in ("test", "val"):  # the test images first, so that val_fraction does not change them
+                if sources[split] == "carved":
+                    rest, held = carve(labels[parts["train"]], self.val_fraction, rng)
+                    parts[split] = parts["train"][held]
+                    parts["train"] = parts["train"][rest]
+            if len(parts["train"]) == 0:
+                raise ValueError(f"{self.name}: carving val/test from its {len(labels)} training images leaves none "
+                                 "to train on; add images or lower data.val_fraction")  # fmt: skip
+            self._carved = parts
+        return self._carved
+
+    def make_dataset(self, split: str, transform: Transform) -> Dataset[Any]:
+        """Split ``train``, ``val`` or ``test`` with `transform` applied to each PIL image."""
+        source = "train" if split == "train" else self.split_sources()[split]
+        if source == "carved" or (split == "train" and source == "train"):
+            return Subset(self.read_split("train", transform), self.carved_indices()[split].tolist())
+        return self.read_split(source, transform)
 
     def source_record(self) -> dict[str, Any]:
         """What data the splits read so far came from (a run's ``data.json``): dataset, root, image counts."""
         sizes = {split: len(data) if data is not None else None  # type: ignore[arg-type]
-                 for split, data in (("train", self.train_set), ("val", self.val_set))}  # fmt: skip
-        return {"dataset": self.name, "root": str(self.root), "images": sizes}
+                 for split, data in (("train", self.train_set), ("val", self.val_set), ("test", self.test_set))}
+        return {"dataset": self.name, "root": str(self.root), "images": sizes, "split_sources": self.split_sources()}
 
     def source_summary(self) -> tuple[str, bool]:
         """One line on the data read, and whether it is what the source expects (False: the line is a warning)."""
@@ -114,11 +166,14 @@ class RealDataModule(L.LightningDataModule):
         return f"{self.name}: {found or 'no'} images from {self.root}", True
 
     def setup(self, stage: str | None = None) -> None:
-        """Read the splits a stage needs (once; validation for every stage, training for fit)."""
-        if self.val_set is None:
-            self.val_set = self.make_dataset(False, real_transforms(self.augment, self.image_size, train=False))
+        """Read the splits a stage needs (once): validation for fit and validate, test for test, training for fit."""
+        evaluation = real_transforms(self.augment, self.image_size, train=False)
+        if self.val_set is None and stage in (None, "fit", "validate"):
+            self.val_set = self.make_dataset("val", evaluation)
+        if self.test_set is None and stage in (None, "test"):
+            self.test_set = self.make_dataset("test", evaluation)
         if self.train_set is None and stage in (None, "fit"):
-            self.train_set = self.make_dataset(True, real_transforms(self.augment, self.image_size, train=True))
+            self.train_set = self.make_dataset("train", real_transforms(self.augment, self.image_size, train=True))
 
     def train_dataloader(self) -> DataLoader:
         self.setup("fit")
@@ -128,7 +183,13 @@ class RealDataModule(L.LightningDataModule):
                 f"{self.name}: batch size {self.batch_size} exceeds the {len(self.train_set)} training images "  # type: ignore[arg-type]
                 "(drop_last would leave no batch); lower data.batch_size"
             )
-        return self._loader(self.train_set, train=True)
+        loader = self._loader(self.train_set, train=True)
+        if not self._warned_small:
+            self._warned_small = True
+            replicas = getattr(loader.sampler, "num_replicas", 1)
+            for line in small_data_warnings(self.name, len(self.train_set), loader.batch_size, replicas):  # type: ignore[arg-type]
+                log.warning(line)
+        return loader
 
     def val_dataloader(self) -> DataLoader:
         self.setup("validate")
@@ -136,7 +197,9 @@ class RealDataModule(L.LightningDataModule):
         return self._loader(self.val_set, train=False)
 
     def test_dataloader(self) -> DataLoader:
-        return self.val_dataloader()
+        self.setup("test")
+        assert self.test_set is not None
+        return self._loader(self.test_set, train=False)
 
     def _loader(self, dataset: Dataset[Any], *, train: bool) -> DataLoader:
         # Training order from an EpochSampler: a pure function of (seed, epoch), sharded over ranks, and able to
@@ -149,6 +212,51 @@ class RealDataModule(L.LightningDataModule):
             dataset, batch_size=self.batch_size, seed=self.seed, sampler=sampler, drop_last=train,
             num_workers=self.num_workers, pin_memory=self.pin_memory, persistent_workers=self.persistent_workers,
         )  # fmt: skip
+
+
+def split_sources(disk: tuple[str, ...]) -> dict[str, str]:
+    """The rule of the held-out splits: test is ``test/`` if there is one, else ``val/`` (the split papers report
+    on), else carved from train; val is ``val/`` where it is not the test split, else carved from train."""
+    test = "test" if "test" in disk else "val" if "val" in disk else "carved"
+    return {"test": test, "val": "val" if "val" in disk and test != "val" else "carved"}
+
+
+def carve(labels: np.ndarray, fraction: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Indices ``(kept, held)`` of `labels`: `fraction` of each class held out (rounded; at least one image in
+    all), chosen by `rng`; both sorted."""
+    held: list[np.ndarray] = []
+    for label in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == label))
+        held.append(members[: int(round(fraction * len(members)))])
+    chosen = np.concatenate(held) if held else np.zeros(0, dtype=np.int64)
+    if len(chosen) == 0 and len(labels) > 1:
+        chosen = rng.permutation(len(labels))[:1]
+    mask = np.zeros(len(labels), dtype=bool)
+    mask[chosen] = True
+    return np.flatnonzero(~mask), np.flatnonzero(mask)
+
+
+def small_data_warnings(name: str, images: int, batch_size: int, replicas: int = 1) -> list[str]:
+    """Warnings for a training split too small for its batch: fewer than FEW_BATCHES steps an epoch, or drop_last
+    losing more than DROPPED_SHARE of the images every epoch."""
+    steps = images // replicas // batch_size
+    dropped = images - steps * batch_size * replicas
+    lines = []
+    if steps < FEW_BATCHES:
+        lines.append(f"{name}: {images} training images make {steps} step(s) an epoch at batch {batch_size} x "
+                     f"{replicas} device(s); lower data.batch_size for a meaningful schedule")  # fmt: skip
+    if dropped > DROPPED_SHARE * images:
+        lines.append(f"{name}: drop_last leaves out {dropped} of {images} training images ({100 * dropped / images:.0f}"
+                     f"%) every epoch; pick a data.batch_size that divides {images // replicas}")  # fmt: skip
+    return lines
+
+
+def _labels(dataset: Dataset[Any]) -> np.ndarray:
+    return np.asarray(dataset.labels if isinstance(dataset, ArrayImageDataset) else dataset.targets)  # type: ignore[attr-defined]
+
+
+def _no_transform(image: Image.Image) -> Image.Image:
+    return image
 
 
 class SampleSeeded(Dataset[Any]):
@@ -200,7 +308,8 @@ class ArrayImageDataset(Dataset[tuple[torch.Tensor, int]]):
 class CIFAR10DataModule(RealDataModule):
     """CIFAR-10 from the python version: ``root/cifar-10-batches-py/{data_batch_1..5, test_batch}``.
 
-    `root` may also be the ``cifar-10-batches-py`` folder itself. Validation is the 10,000-image test batch.
+    `root` may also be the ``cifar-10-batches-py`` folder itself. Test is the 10,000-image test batch; validation
+    is carved from the training batches.
     """
 
     name = "CIFAR-10"
@@ -224,17 +333,22 @@ class CIFAR10DataModule(RealDataModule):
     def __init__(self, root: str | Path, **kwargs: Any) -> None:
         super().__init__(root, **kwargs)
         self.folder_path = self._find_folder()
+        self._arrays: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self.file_md5: dict[str, str] = {}  # file name -> MD5 of the bytes read, filled as files are read
 
     @property
     def num_classes(self) -> int:
         return self.classes
 
-    def make_dataset(self, train: bool, transform: Transform) -> Dataset[Any]:
-        images, labels = self.read_split(train)
-        return ArrayImageDataset(images, labels, transform)
+    def disk_splits(self) -> tuple[str, ...]:
+        return ("train", "test")
 
-    def read_split(self, train: bool) -> tuple[np.ndarray, np.ndarray]:
+    def read_split(self, split: str, transform: Transform) -> Dataset[Any]:
+        if split not in self._arrays:  # read once: train serves the training and the carved validation split
+            self._arrays[split] = self.read_arrays(split == "train")
+        return ArrayImageDataset(*self._arrays[split], transform)
+
+    def read_arrays(self, train: bool) -> tuple[np.ndarray, np.ndarray]:
         """uint8 images ``(N, 32, 32, 3)`` and int64 labels ``(N,)`` of the training or test files."""
         parts = [self._read_file(self.folder_path / name) for name in (self.train_files if train else self.test_files)]
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
@@ -334,9 +448,11 @@ class FixedClassFolder(ImageFolder):
 
 
 class FolderDataModule(RealDataModule):
-    """Any class-per-folder set: ``root/train/<class>/<image>`` and ``root/val/<class>/<image>``.
+    """Any class-per-folder set: ``root/train/<class>/<image>``, and ``root/val/`` and/or ``root/test/`` alike.
 
-    Classes are the sorted folder names of ``train``; ``val`` may lack some but may not add any.
+    Classes are the sorted folder names of ``train``; ``val`` and ``test`` may lack some but may not add any. Test is
+    ``test/``, else ``val/``, else carved from train; validation is ``val/`` next to a ``test/``, else carved from
+    train (:func:`split_sources`).
     """
 
     name = "folder dataset"
@@ -349,17 +465,25 @@ class FolderDataModule(RealDataModule):
     def num_classes(self) -> int:
         return len(self.classes)
 
-    def make_dataset(self, train: bool, transform: Transform) -> Dataset[Any]:
-        return FixedClassFolder(self.root / ("train" if train else "val"), self.classes, transform)
+    def disk_splits(self) -> tuple[str, ...]:
+        return tuple(split for split in ("train", "val", "test") if (self.root / split).is_dir())
+
+    def read_split(self, split: str, transform: Transform) -> Dataset[Any]:
+        return FixedClassFolder(self.root / split, self.classes, transform)
 
     def _find_classes(self) -> list[str]:
-        train, val = _split_dirs(self.root, self.name, "root/train/<class>/<image> and root/val/<class>/<image>")
+        train = self.root / "train"
+        if not train.is_dir():
+            raise DatasetNotFoundError(f"{self.name} not found: {train} missing; expected root/train/<class>/<image> "
+                                       "(and root/val/, root/test/ alike)")  # fmt: skip
         classes = sorted(p.name for p in train.iterdir() if p.is_dir())
         if not classes:
             raise DatasetNotFoundError(f"{self.name}: {train} has no class folders (<class>/<image>)")
-        extra = sorted(p.name for p in val.iterdir() if p.is_dir() and p.name not in set(classes))
-        if extra:
-            raise ValueError(f"{self.name}: {val} has class folders that {train} lacks: {', '.join(extra)}")
+        for split in self.disk_splits()[1:]:
+            extra = sorted(p.name for p in (self.root / split).iterdir() if p.is_dir() and p.name not in set(classes))
+            if extra:
+                raise ValueError(f"{self.name}: {self.root / split} has class folders that {train} lacks: "
+                                 f"{', '.join(extra)}")  # fmt: skip
         return classes
 
 
@@ -368,10 +492,11 @@ class ImageNet100DataModule(RealDataModule):
 
     Expects ``root/train/<wnid>/*.JPEG`` and ``root/val/<wnid>/*.JPEG`` (validation re-foldered by class, as for
     ImageFolder); other class folders (the rest of ImageNet-1k) are ignored. Label = index of the wnid in the list.
+    Test is ImageNet's val folder (what the papers report); validation is carved from train.
     `class_list`: a shipped list's name (``cmc``, Tian et al.'s CMC list, the default) or a list file's path. A
-    missing class folder is an error; image counts that differ from the list's (a partial copy, or another list's
-    data) make :meth:`source_summary` a warning (the run logs it once, at start-up) and :meth:`source_record` keeps
-    both.
+    missing class folder is an error; image counts on disk that differ from the list's (a partial copy, or another
+    list's data) make :meth:`source_summary` a warning (the run logs it once, at start-up) and :meth:`source_record`
+    keeps both.
     """
 
     name = "ImageNet-100"
@@ -394,8 +519,15 @@ class ImageNet100DataModule(RealDataModule):
     def num_classes(self) -> int:
         return len(self.wnids)
 
-    def make_dataset(self, train: bool, transform: Transform) -> Dataset[Any]:
-        return FixedClassFolder(self.root / ("train" if train else "val"), self.wnids, transform)
+    def disk_splits(self) -> tuple[str, ...]:
+        return ("train", "val")
+
+    def read_split(self, split: str, transform: Transform) -> Dataset[Any]:
+        return FixedClassFolder(self.root / split, self.wnids, transform)
+
+    def disk_counts(self) -> dict[str, int]:
+        """Images of the list's classes in each on-disk folder (train, val), whatever the carving."""
+        return {split: len(self.read_split(split, _no_transform)) for split in self.disk_splits()}  # type: ignore[arg-type]
 
     def _count_problem(self, split: str, found: int) -> str | None:
         expected = self.class_list.expected(split)
@@ -405,15 +537,15 @@ class ImageNet100DataModule(RealDataModule):
                 f"{expected:,} (a partial copy, or another list's data? see data.class_list)")  # fmt: skip
 
     def source_record(self) -> dict[str, Any]:
-        """As the base record, plus the class list (name, source, wnids, expected counts) and whether the counts
-        found match it."""
-        record = super().source_record()
-        found = {split: n for split, n in record["images"].items() if n is not None}
+        """As the base record, plus the class list (name, source, wnids, expected counts), the images found in each
+        folder, and whether they match the list's counts."""
+        found = self.disk_counts()
         matches = all(self.class_list.expected(split) in (None, n) for split, n in found.items())
-        return {**record, "class_list": self.class_list.record(), "counts_match": matches}
+        return {**super().source_record(), "class_list": self.class_list.record(), "images_on_disk": found,
+                "counts_match": matches}  # fmt: skip
 
     def source_summary(self) -> tuple[str, bool]:
-        found = {split: n for split, n in self.source_record()["images"].items() if n is not None}
+        found = self.disk_counts()
         problems = [p for p in (self._count_problem(split, n) for split, n in found.items()) if p]
         head = f"{self.name} (class list {self.class_list.name}, {len(self.wnids)} classes)"
         if problems:

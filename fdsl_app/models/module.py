@@ -26,7 +26,7 @@ from timm.loss import SoftTargetCrossEntropy
 from timm.utils import ModelEmaV3
 from torch import Tensor, nn
 from torchmetrics import MeanMetric
-from torchmetrics.classification import MulticlassAccuracy
+from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
 import fdsl_app.models.vit  # noqa: F401 - registers the small-image ViTs
 from fdsl_app.config import AugmentCfg, ModelCfg, OptimCfg
@@ -239,6 +239,9 @@ class ClassifierModule(L.LightningModule):
             setattr(self, f"{stage}_loss", MeanMetric())
             setattr(self, f"{stage}_top1", MulticlassAccuracy(num_classes, top_k=1, average="micro"))
             setattr(self, f"{stage}_top5", MulticlassAccuracy(num_classes, top_k=top_k, average="micro"))
+        # Test only, read after trainer.test (results.json): rows are true classes, columns predictions. Its state is
+        # not persistent, so checkpoints are unchanged.
+        self.test_confusion = MulticlassConfusionMatrix(num_classes)
 
     @rank_zero_only
     def _log_lrs(self, optim: OptimCfg, global_batch_size: int) -> None:
@@ -282,13 +285,18 @@ class ClassifierModule(L.LightningModule):
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         self._evaluate("val", batch)
 
-    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        self._evaluate("test", batch)
+    def on_test_epoch_start(self) -> None:
+        self.test_confusion.reset()
 
-    def _evaluate(self, stage: str, batch: tuple[Tensor, Tensor]) -> None:
+    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        logits = self._evaluate("test", batch)
+        self.test_confusion.update(logits.detach(), batch[1])
+
+    def _evaluate(self, stage: str, batch: tuple[Tensor, Tensor]) -> Tensor:
         images, labels = batch
         logits = (self.ema.module if self.ema is not None else self.net)(images)
         self._log_metrics(stage, self.val_criterion(logits, labels), logits, labels, on_step=False)
+        return logits
 
     def _log_metrics(self, stage: str, loss: Tensor, logits: Tensor, labels: Tensor, *, on_step: bool) -> None:
         logits = logits.detach()

@@ -43,8 +43,10 @@ from fdsl_app.models.checkpoint import load_pretrained
 from fdsl_app.models.module import ClassifierModule, NonFiniteLossError, create_network
 from fdsl_app.training.callbacks import DataPosition, LastCheckpoint, RngState, SampleGrid, SampleLedger, Throughput
 from fdsl_app.training.checkpoints import check_fits, read_checkpoint
+from fdsl_app.training.evaluation import final_test
 from fdsl_app.training.lightning_internals import drop_wandb_anonymous, stop_by_steps
 from fdsl_app.training.preemption import Preemption, StopCause
+from fdsl_app.training.pretrained import normalisation_report, resolve_init_from, unfinished_warning
 from fdsl_app.training.run_dir import (
     environment,
     is_rank_zero,
@@ -70,6 +72,7 @@ class FitResult:
     perf: dict[str, float]
     seconds: float
     stop: StopCause = StopCause.NONE  # what ended the run before its last step, if a signal or the time limit did
+    results: dict[str, Any] | None = None  # results.json: the final test of a finished run on real data
 
     @property
     def stopped_by(self) -> str | None:
@@ -146,6 +149,8 @@ def preflight(cfg: RunCfg) -> None:
         resolve_family(cfg.data.family, dict(cfg.data.settings), cfg.data.params)
     if cfg.data.source == "imagenet100":
         load_class_list(cfg.data.class_list)
+    if cfg.model.init_from is not None:
+        resolve_init_from(cfg.model.init_from, cfg.root)
     if not cfg.model.pretrained:  # timm's own weights would be loaded: the real build checks the same
         with torch.device("meta"):
             create_network(cfg.model, 2, cfg.data.image_size)
@@ -220,7 +225,7 @@ def build(cfg: RunCfg, trainer: L.Trainer, *, training: bool = True) -> tuple[L.
         max_steps = cfg.trainer.max_steps if cfg.trainer.max_steps > 0 else steps_per_epoch * cfg.trainer.max_epochs
     net = create_network(cfg.model, num_classes, cfg.data.image_size)
     if training and cfg.model.init_from is not None:
-        load_pretrained(net, cfg.model.init_from, report=log.info)
+        load_pretrained(net, resolve_init_from(cfg.model.init_from, cfg.root), report=log.info)
     module = ClassifierModule(net, num_classes, cfg.optim, cfg.data.augment, global_batch_size=cfg.data.batch_size,
                               steps_per_epoch=steps_per_epoch, max_steps=max_steps)  # fmt: skip
     return datamodule, module
@@ -280,6 +285,7 @@ def fit(
         if is_rank_zero():
             write_atomic(run_dir / "env.json", json.dumps(environment(), indent=2))
         L.seed_everything(cfg.seed, workers=True, verbose=False)
+        init_from = _announce_init(cfg)
         logger = _loggers(cfg, run_dir)
         callbacks = _Callbacks.of(cfg, run_dir, logger)
         trainer = make_trainer(cfg, run_dir, callbacks.all, logger, env, profiler=callbacks.throughput.fetch_timer)
@@ -292,11 +298,27 @@ def fit(
         if before_fit is not None:
             before_fit(trainer)
         _run(cfg, trainer, module, datamodule, run_dir, resume_from, callbacks)
-    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if torch.is_tensor(v) and v.numel() == 1}
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if torch.is_tensor(v) and v.numel() == 1}
+        results = None
+        if trainer.global_step >= module.max_steps and callbacks.last.path.is_file():  # finished: test it once
+            results = final_test(cfg, trainer, module, datamodule, run_dir, callbacks.best, callbacks.last.path,
+                                 init_from)  # fmt: skip
     last = callbacks.last.path if callbacks.last.path.is_file() else None
     best = Path(callbacks.best.best_model_path) if callbacks.best.best_model_path else _newest_best(run_dir)
     return FitResult(run_dir, last, best, metrics, callbacks.throughput.summary(), time.perf_counter() - start,
-                     callbacks.preemption.cause)  # fmt: skip
+                     callbacks.preemption.cause, results)  # fmt: skip
+
+
+def _announce_init(cfg: RunCfg) -> Path | None:
+    """Log where the fine-tuning weights come from and the normalisation against the pre-training run's; returns the
+    resolved checkpoint (None: from scratch)."""
+    init_from = resolve_init_from(cfg.model.init_from, cfg.root) if cfg.model.init_from is not None else None
+    line, differs = normalisation_report(cfg, init_from)
+    (log.warning if differs else log.info)(line + (" (they differ: intended?)" if differs else ""))
+    unfinished = unfinished_warning(init_from) if init_from is not None else None
+    if unfinished:
+        log.warning(unfinished)
+    return init_from
 
 
 def _newest_best(run_dir: Path) -> Path | None:
