@@ -114,8 +114,8 @@ GPU = torch.cuda.is_available()
         (["model.name=deit_tinny_patch16_224"], "unknown model.name='deit_tinny_patch16_224'; close matches: "
                                                 "deit_tiny_patch16_224"),
         (["data.settings.dleta=0.1"], "onepfrac has no setting 'dleta' (did you mean 'delta'?)"),
-        (["model.init_from=runs/nowhere/last.ckpt"], "model.init_from=runs/nowhere/last.ckpt: no such file; give a "
-                                                     "checkpoint"),
+        (["model.init_from=runs/nowhere/last.ckpt"], "model.init_from='runs/nowhere/last.ckpt' names no checkpoint "
+                                                     "(tried {tmp}/runs/nowhere/last.ckpt and runs/nowhere/last.ckpt)"),
         (["data.source=cifar10", "data.root={tmp}"], "CIFAR-10 not found: expected the folder {tmp}/cifar-10-batches"),
         (["data.source=folder", "data.root="], "data.root must name the folder folder (data.source=folder): give "
                                                "data.root=PATH"),

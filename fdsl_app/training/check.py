@@ -8,26 +8,18 @@ files a fit reads later (the checkpoint to fine-tune from, the real data folder)
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from fdsl_app.config import RunCfg
 from fdsl_app.data.real import REAL_DATAMODULES
 from fdsl_app.training.fit import preflight
 
 
 def check_run(cfg: RunCfg) -> None:
-    """Raise the first reason a fit of `cfg` would fail after start-up (ValueError, one line), else return."""
+    """Raise the first reason a fit of `cfg` would fail after start-up (ValueError, one line), else return.
+
+    Fit's preflight also finds the checkpoint ``model.init_from`` names (a file or a run, under ``root`` first:
+    :func:`~fdsl_app.training.pretrained.resolve_init_from`); its contents are read, and checked, by the fit."""
     preflight(cfg)
-    check_init_from(cfg)
     check_data(cfg)
-
-
-def check_init_from(cfg: RunCfg) -> None:
-    """The checkpoint ``model.init_from`` names exists (its contents are read, and checked, by the fit)."""
-    init_from = cfg.model.init_from
-    if init_from is not None and not Path(init_from).expanduser().is_file():
-        raise ValueError(f"model.init_from={init_from}: no such file; give a checkpoint (e.g. runs/NAME/checkpoints/"
-                         "last.ckpt), or model.init_from=null to train from scratch")  # fmt: skip
 
 
 def check_data(cfg: RunCfg) -> None:
