@@ -97,8 +97,7 @@ def test_cifar_run_record_holds_the_md5s_and_flags_unofficial_files(tmp_path: Pa
     write_cifar10(tmp_path / "data")
     folder = tmp_path / "data" / "cifar-10-batches-py"
     dm = CIFAR10DataModule(tmp_path / "data", augment=QUIET, batch_size=4)
-    assert dm.source_record()["files"] == {}  # nothing read yet
-    dm.setup("fit")
+    dm.setup("fit")  # reads the training batches; the record reads the test batch too
     run = tmp_path / "run"
     run.mkdir()
     with caplog.at_level(logging.INFO, logger="fdsl_app"):
@@ -109,7 +108,8 @@ def test_cifar_run_record_holds_the_md5s_and_flags_unofficial_files(tmp_path: Pa
     for name in names:
         assert record["files"][name] == {"md5": hashlib.md5((folder / name).read_bytes()).hexdigest(),
                                          "official": False}  # fmt: skip
-    assert record["images"] == {"train": 20, "val": 10} and record["folder"] == str(folder)
+    assert record["images"] == {"train": len(dm.train_set), "val": len(dm.val_set), "test": None}
+    assert len(dm.train_set) + len(dm.val_set) == 20 and record["folder"] == str(folder)  # val carved from train
     [line] = [r for r in caplog.records if "data.json" in r.getMessage()]
     assert line.levelno == logging.WARNING
     assert "CIFAR-10: 6 of the 6 files read" in line.getMessage() and "not the official" in line.getMessage()
@@ -118,10 +118,12 @@ def test_cifar_run_record_holds_the_md5s_and_flags_unofficial_files(tmp_path: Pa
         official_md5 = {name: f["md5"] for name, f in record["files"].items()}
 
     pinned = Pinned(tmp_path / "data")
-    pinned.read_split(train=False)
     assert pinned.source_record()["official"] is True and pinned.source_record()["files"]["test_batch"]["official"]
     summary, as_expected = pinned.source_summary()
-    assert as_expected and summary == f"CIFAR-10: 1 file read from {folder}, MD5s as the official {dm.archive}"
+    assert as_expected and summary == f"CIFAR-10: 6 files read from {folder}, MD5s as the official {dm.archive}"
+    (folder / "test_batch").write_bytes((folder / "test_batch").read_bytes() + b"\0")  # one file changed
+    summary, as_expected = Pinned(tmp_path / "data").source_summary()
+    assert not as_expected and "1 of the 6 files" in summary and "(test_batch:" in summary
 
 
 def test_cifar100_record_names_its_files(tmp_path: Path) -> None:
@@ -168,7 +170,7 @@ def test_imagenet100_counts_differing_from_the_list_are_a_warning_and_recorded(t
     assert "100 train images" in message and "class list cmc has 126,689" in message
     assert "100 val images" in message and "class list cmc has 5,000" in message
     record = json.loads((run / "data.json").read_text())
-    assert record["images"] == {"train": 100, "val": 100} and record["counts_match"] is False
+    assert record["images_on_disk"] == {"train": 100, "val": 100} and record["counts_match"] is False
     assert record["class_list"]["name"] == "cmc" and record["class_list"]["wnids"] == imagenet100_wnids()
     assert record["class_list"]["expected_images"] == {"train": 126_689, "val": 5_000}
     summary, as_expected = dm.source_summary()

@@ -354,7 +354,12 @@ class CIFAR10DataModule(RealDataModule):
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
     def source_record(self) -> dict[str, Any]:
-        """As the base record, plus the folder and each file read: its MD5 and whether it is the official file's."""
+        """As the base record, plus the folder and each file of the dataset (those no split has read yet are read
+        now, so the record is whole at start-up): its MD5 and whether it is the official file's."""
+        for name in (*self.train_files, *self.test_files):
+            if name not in self.file_md5:
+                raw = (self.folder_path / name).read_bytes()
+                self.file_md5[name] = hashlib.md5(raw, usedforsecurity=False).hexdigest()
         files = {name: {"md5": md5, "official": md5 == self.official_md5.get(name)}
                  for name, md5 in sorted(self.file_md5.items())}  # fmt: skip
         return {
