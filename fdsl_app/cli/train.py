@@ -177,7 +177,7 @@ def _summary(result, cfg) -> list[str]:  # noqa: ANN001 - FitResult, RunCfg (Lig
                      f"{100 * result.perf['perf/data_wait']:.1f}% of step time")  # fmt: skip
     best = run.best("val/top1")
     of_best = f" (val/top1 {best[0]:.4f} at step {best[1]})" if best is not None and result.best_checkpoint else ""
-    lines.append(f"checkpoints: last {result.last_checkpoint}, best {result.best_checkpoint}{of_best}")
+    lines.append(f"checkpoints: last {_shown(result.last_checkpoint)}, best {_shown(result.best_checkpoint)}{of_best}")
     augment = cfg.data.augment
     lines.append(f"normalisation: mean {augment.mean}, std {augment.std}")
     if result.results is not None:  # the final test of real data (results.json)
@@ -194,6 +194,16 @@ def _summary(result, cfg) -> list[str]:  # noqa: ANN001 - FitResult, RunCfg (Lig
     elif run.stop_line() is not None:
         lines.append(run.stop_line())
     return lines
+
+
+def _shown(path: str | Path | None) -> str | None:
+    """`path` relative to the working directory when it lies below it (Lightning gives the best one absolute)."""
+    if path is None:
+        return None
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
 
 
 def _run_evaluate(args: argparse.Namespace, stage: str) -> int:
