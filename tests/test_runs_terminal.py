@@ -4,6 +4,7 @@ run directory, plain progress lines without a TTY, no library noise, and Ctrl-C 
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -50,6 +51,19 @@ def test_runs_lists_each_run_with_state_step_and_metrics(two_runs, capsys):
     assert step == 16 and f"{top1:.4f}" in a
     assert cli.main(["runs", "b*", "--root", str(two_runs)]) == 0
     assert [line.split()[0] for line in capsys.readouterr().out.splitlines()[1:]] == ["b"]
+
+
+def test_runs_finds_a_suites_nested_runs_by_their_path(two_runs, tmp_path, capsys):
+    root = tmp_path / "runs"
+    shutil.copytree(two_runs / "a", root / "suite" / "digits" / "pretrained-seed0")
+    shutil.copytree(two_runs / "b", root / "b")
+    (root / "suite" / "logs").mkdir()  # a folder without runs
+    assert cli.main(["runs", "--root", str(root)]) == 0
+    listed = [line.split()[0] for line in capsys.readouterr().out.splitlines()[1:]]
+    assert listed == ["b", "suite/digits/pretrained-seed0"]
+    assert cli.main(["runs", "suite/*", "--root", str(root)]) == 0
+    assert [line.split()[0] for line in capsys.readouterr().out.splitlines()[1:]] == ["suite/digits/pretrained-seed0"]
+    assert cli.main(["runs", "--root", str(root), "--compare", "b", "suite/digits/pretrained-seed0"]) == 0
 
 
 def test_compare_tabulates_runs_side_by_side_and_plots_their_curves(two_runs, tmp_path, capsys):

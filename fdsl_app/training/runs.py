@@ -8,6 +8,7 @@ and the comparison plot of ``fdsl_app runs --compare``.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import fnmatch
 import json
 import math
@@ -58,6 +59,7 @@ class RunRecord:
     config: dict[str, Any]
     state: dict[str, Any]
     rows: list[dict[str, str]] = field(repr=False)
+    label: str = ""  # its name under the runs folder (a suite's runs are nested: SUITE/DATASET/ARM-seedK)
 
     @classmethod
     def read(cls, path: Path) -> RunRecord:
@@ -72,7 +74,7 @@ class RunRecord:
 
     @property
     def name(self) -> str:
-        return self.path.name
+        return self.label or self.path.name
 
     @property
     def recipe(self) -> str:
@@ -140,11 +142,23 @@ def _at(point: tuple[float, int] | None) -> str:
 
 
 def find_runs(root: Path, pattern: str = "*") -> list[RunRecord]:
-    """The runs directly under `root` whose name matches the shell pattern, by name."""
+    """The runs under `root` (a folder holding ``config.yaml``, at any depth: a suite nests its runs) whose name,
+    the path below `root`, matches the shell pattern; by name."""
     if not root.is_dir():
         raise ValueError(f"no runs folder {root}: pass --root (the fits' root=...)")
-    return [RunRecord.read(d) for d in sorted(root.iterdir())
-            if (d / "config.yaml").is_file() and fnmatch.fnmatch(d.name, pattern)]  # fmt: skip
+    found: list[RunRecord] = []
+
+    def visit(folder: Path) -> None:
+        for d in sorted(p for p in folder.iterdir() if p.is_dir()):
+            if (d / "config.yaml").is_file():  # a run: its own folders hold no runs
+                label = d.relative_to(root).as_posix()
+                if fnmatch.fnmatch(label, pattern):
+                    found.append(dataclasses.replace(RunRecord.read(d), label=label))
+            else:
+                visit(d)
+
+    visit(root)
+    return found
 
 
 def table(rows: list[dict[str, str]]) -> str:
