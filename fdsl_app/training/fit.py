@@ -293,7 +293,10 @@ def fit(
         if is_rank_zero():
             record_data_source(datamodule, run_dir)
         if resume_from is not None:
-            check_fits(read_checkpoint(resume_from), resume_from, module)  # mapped: reading it again costs little
+            checkpoint = read_checkpoint(resume_from)  # mapped: reading it again costs little
+            check_fits(checkpoint, resume_from, module)
+            if is_rank_zero():  # Lightning's own "Restored all states" line is among the library noise left out
+                log.info(f"resuming from {resume_from} at step {checkpoint.get('global_step', '?')}")
         stop_by_steps(trainer, module.max_steps)  # the schedule's length (see DataPosition)
         if before_fit is not None:
             before_fit(trainer)
@@ -334,6 +337,7 @@ def _run(
     """``trainer.fit``, recording in ``state.json`` how it ended and keeping ``metrics.csv`` whole over resumes."""
     preemption = callbacks.preemption
     earlier_metrics = read_metrics(run_dir / "metrics.csv") if resume_from is not None else []
+    ended = False
     try:
         with warnings.catch_warnings():
             # metrics.csv and the checkpoints live in the run directory and a resumed run adds to them, as intended.
@@ -355,10 +359,12 @@ def _run(
         finished = trainer.global_step >= module.max_steps
         write_state(run_dir, "finished" if finished else "stopped", trainer.global_step, module.max_steps,
                     reason=None if finished else preemption.reason or "trainer.stop_at_step")  # fmt: skip
+        ended = True
     finally:
         if is_rank_zero():
             merge_metrics(run_dir / "metrics.csv", earlier_metrics, callbacks.last.recovered_row)
-            write_run_curves(run_dir)
+            if ended:  # a failed run gives its lock back at once: its launcher may kill it any moment
+                write_run_curves(run_dir)
         if "wandb" in cfg.log.backends and trainer.is_global_zero:
             import wandb
 
