@@ -159,9 +159,10 @@ class RealDataModule(L.LightningDataModule):
                  for split, data in (("train", self.train_set), ("val", self.val_set), ("test", self.test_set))}
         return {"dataset": self.name, "root": str(self.root), "images": sizes, "split_sources": self.split_sources()}
 
-    def source_summary(self) -> tuple[str, bool]:
-        """One line on the data read, and whether it is what the source expects (False: the line is a warning)."""
-        images = self.source_record()["images"]
+    def source_summary(self, record: dict[str, Any] | None = None) -> tuple[str, bool]:
+        """One line on the data read (`record`: its :meth:`source_record`, made now if not given), and whether it is
+        what the source expects (False: the line is a warning)."""
+        images = (record or self.source_record())["images"]
         found = ", ".join(f"{n:,} {split}" for split, n in images.items() if n is not None)
         return f"{self.name}: {found or 'no'} images from {self.root}", True
 
@@ -368,8 +369,8 @@ class CIFAR10DataModule(RealDataModule):
             "official_md5_from": "torchvision/datasets/cifar.py",
         }  # fmt: skip
 
-    def source_summary(self) -> tuple[str, bool]:
-        files = self.source_record()["files"]
+    def source_summary(self, record: dict[str, Any] | None = None) -> tuple[str, bool]:
+        files = (record or self.source_record())["files"]
         differ = [name for name, f in files.items() if not f["official"]]
         if not differ:
             count = f"{len(files)} file{'s' if len(files) != 1 else ''}"
@@ -549,8 +550,8 @@ class ImageNet100DataModule(RealDataModule):
         return {**super().source_record(), "class_list": self.class_list.record(), "images_on_disk": found,
                 "counts_match": matches}  # fmt: skip
 
-    def source_summary(self) -> tuple[str, bool]:
-        found = self.disk_counts()
+    def source_summary(self, record: dict[str, Any] | None = None) -> tuple[str, bool]:
+        found = (record or self.source_record())["images_on_disk"]
         problems = [p for p in (self._count_problem(split, n) for split, n in found.items()) if p]
         head = f"{self.name} (class list {self.class_list.name}, {len(self.wnids)} classes)"
         if problems:

@@ -162,9 +162,10 @@ def record_data_source(datamodule: L.LightningDataModule, run_dir: Path | None) 
     its one-line summary in the output, a warning when the data is not what its source expects."""
     if not isinstance(datamodule, RealDataModule):
         return
-    line, as_expected = datamodule.source_summary()
+    record = datamodule.source_record()  # read once: it hashes CIFAR's files and counts ImageNet's folders
+    line, as_expected = datamodule.source_summary(record)
     if run_dir is not None:
-        write_atomic(run_dir / "data.json", json.dumps(datamodule.source_record(), indent=2))
+        write_atomic(run_dir / "data.json", json.dumps(record, indent=2))
         line += f" (details: {run_dir / 'data.json'})"
     (log.info if as_expected else log.warning)(line)
 
